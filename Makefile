@@ -1,0 +1,53 @@
+# tensornic — one Makefile for users, developers and CI.
+# The first target that needs Python creates .venv from pyproject.toml (nothing is installed by hand).
+
+PYTHON  ?= python3
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+BOARD   ?= ulx3s
+JOBS    ?= 2
+PYTEST  := $(PY) -m pytest -n $(JOBS)
+
+.PHONY: all demo test sim quick bitstream program bench lint clean distclean venv
+
+all: test
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/tensornic demo
+
+test: $(STAMP)
+	$(PYTEST)
+
+quick: $(STAMP)
+	$(PY) -m pytest -n $(JOBS) tests
+
+sim: $(STAMP)
+	$(PYTEST) sim
+
+bitstream: $(STAMP)
+	$(VENV)/bin/tensornic bitstream $(BOARD)
+
+program: $(STAMP)
+	$(VENV)/bin/tensornic program $(BOARD)
+
+bench: $(STAMP)
+	$(VENV)/bin/tensornic bench
+
+lint: $(STAMP)
+	$(VENV)/bin/tensornic lint
+
+clean:
+	rm -rf build .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) *.egg-info

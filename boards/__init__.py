@@ -1,0 +1,1 @@
+"""Board tops and per-board configurations; bitstreams with the YoWASP toolchain."""

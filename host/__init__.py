@@ -1,0 +1,2 @@
+"""tensornic host runtime."""
+from .errors import *  # noqa: F401,F403

