@@ -35,6 +35,9 @@ LINT_WAIVERS = (
     "DECLFILENAME",
     "PROCASSINIT",    # Amaranth initialises every register at declaration
     "SYNCASYNCNET",
+    "VARHIDDEN",      # a memory and the instance holding it may share a name
+    "UNSIGNED",       # range checks against constants (e.g. addr >= 0) fold to constants
+    "CMPCONST",
 )
 
 

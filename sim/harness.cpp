@@ -1,0 +1,245 @@
+// Simulated tensornic device: the Verilated SoC behind a pseudo-terminal.
+//
+// The host opens the printed pty path with pyserial exactly as it opens a board's USB-UART.
+// Modes:
+//   --mode stream  bytes go straight into the bridge's byte stream (fast; the default)
+//   --mode uart    bytes are serialized onto the SoC's uart_rx pin and deserialized from uart_tx at
+//                  --divisor-q4 (cycles per bit × 16) by this harness's own UART model, so the whole
+//                  bit-level path of the gateware runs.
+// The simulated clock runs while the device has work; when the link is idle and no byte is pending
+// the harness sleeps in poll() and advances --idle-cycles cycles per wake-up.
+// The harness exits when its stdin reaches EOF (the parent closed it or died), on SIGTERM, or when
+// the parent dies (PR_SET_PDEATHSIG).
+
+#include <verilated.h>
+#include "Vsoc.h"
+
+#include <cerrno>
+#include <csignal>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <string>
+#include <vector>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/prctl.h>
+#include <termios.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t g_stop = 0;
+static void on_signal(int) { g_stop = 1; }
+
+struct Options {
+    bool uart = false;
+    uint32_t divisor_q4 = 16 * 16;
+    uint64_t idle_cycles = 2000;
+};
+
+static Options parse(int argc, char **argv) {
+    Options o;
+    for (int i = 1; i < argc; i++) {
+        std::string a = argv[i];
+        auto next = [&]() -> const char * {
+            if (i + 1 >= argc) { fprintf(stderr, "harness: %s needs a value\n", a.c_str()); exit(2); }
+            return argv[++i];
+        };
+        if (a == "--mode") {
+            std::string m = next();
+            if (m == "uart") o.uart = true;
+            else if (m == "stream") o.uart = false;
+            else { fprintf(stderr, "harness: unknown mode %s\n", m.c_str()); exit(2); }
+        } else if (a == "--divisor-q4") {
+            o.divisor_q4 = (uint32_t)strtoul(next(), nullptr, 0);
+        } else if (a == "--idle-cycles") {
+            o.idle_cycles = strtoull(next(), nullptr, 0);
+        } else if (a.rfind("+verilator", 0) == 0) {
+            // Verilator's own plusargs
+        } else {
+            fprintf(stderr, "harness: unknown argument %s\n", a.c_str());
+            exit(2);
+        }
+    }
+    if (o.divisor_q4 < 4 * 16) { fprintf(stderr, "harness: divisor below 4 cycles per bit\n"); exit(2); }
+    return o;
+}
+
+// Bit-level UART model (8N1, LSB first) with a fractional divisor, independent of the gateware's.
+struct UartSerializer {           // drives the SoC's uart_rx
+    uint32_t div;                 // cycles per bit × 16
+    int bit = -1;                 // -1 idle, 0 start, 1..8 data, 9 stop
+    uint8_t byte = 0;
+    uint32_t acc = 0;
+    bool line = true;
+    bool busy() const { return bit >= 0; }
+    void start(uint8_t b) { byte = b; bit = 0; acc = 0; line = false; }
+    void tick() {                 // one clock cycle
+        if (bit < 0) return;
+        acc += 16;
+        if (acc >= div) {
+            acc -= div;
+            bit++;
+            if (bit <= 8) line = (byte >> (bit - 1)) & 1;
+            else if (bit == 9) line = true;
+            else { bit = -1; line = true; }
+        }
+    }
+};
+
+struct UartDeserializer {         // samples the SoC's uart_tx
+    uint32_t div;
+    int bit = -1;                 // -1 idle, 0 start, 1..8 data, 9 stop
+    uint32_t acc = 0;
+    uint8_t byte = 0;
+    bool prev = true;
+    bool busy() const { return bit >= 0; }
+    // Returns 1 with *out set when a byte completes, -1 on a framing error, 0 otherwise.
+    int tick(bool line, uint8_t *out) {
+        int result = 0;
+        if (bit < 0) {
+            if (prev && !line) { bit = 0; acc = div / 2; }  // first sample half a bit from the edge
+        } else {
+            acc += 16;
+            if (acc >= div) {
+                acc -= div;
+                if (bit == 0) {
+                    if (line) bit = -2;                   // glitch, not a start bit
+                } else if (bit <= 8) {
+                    byte = (uint8_t)((byte >> 1) | (line ? 0x80 : 0));
+                } else {
+                    if (line) { *out = byte; result = 1; } else result = -1;
+                    bit = -2;
+                }
+                bit++;
+                if (bit == -1) acc = 0;
+            }
+        }
+        prev = line;
+        return result;
+    }
+};
+
+int main(int argc, char **argv) {
+    Options opt = parse(argc, argv);
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    signal(SIGTERM, on_signal);
+    signal(SIGINT, on_signal);
+    signal(SIGPIPE, SIG_IGN);
+
+    int master = posix_openpt(O_RDWR | O_NOCTTY);
+    if (master < 0 || grantpt(master) || unlockpt(master)) { perror("harness: pty"); return 1; }
+    const char *slave_path = ptsname(master);
+    // Keep the slave open ourselves: the master then never reads EIO while the host reopens the port.
+    int slave = open(slave_path, O_RDWR | O_NOCTTY);
+    if (slave < 0) { perror("harness: open slave"); return 1; }
+    struct termios tio;
+    tcgetattr(slave, &tio);
+    cfmakeraw(&tio);
+    tcsetattr(slave, TCSANOW, &tio);
+    fcntl(master, F_SETFL, fcntl(master, F_GETFL) | O_NONBLOCK);
+
+    auto *ctx = new VerilatedContext;
+    ctx->commandArgs(argc, argv);
+    auto *top = new Vsoc{ctx};
+    top->use_byte_port = opt.uart ? 0 : 1;
+    top->host_tx___05Fready = 1;
+    top->uart_rx = 1;
+    top->rst = 1;
+    for (int i = 0; i < 4; i++) { top->clk = 0; top->eval(); top->clk = 1; top->eval(); }
+    top->rst = 0;
+
+    printf("PTY %s\n", slave_path);
+    fflush(stdout);
+
+    UartSerializer ser{opt.divisor_q4};
+    UartDeserializer des{opt.divisor_q4};
+    std::deque<uint8_t> inq;
+    std::vector<uint8_t> outq;
+    outq.reserve(1 << 16);
+    uint8_t buf[1 << 16];
+    uint64_t cycle = 0, last_poll = 0;
+    uint64_t framing_errors = 0;
+
+    auto flush_out = [&]() {
+        size_t done = 0;
+        while (done < outq.size()) {
+            ssize_t n = write(master, outq.data() + done, outq.size() - done);
+            if (n > 0) { done += (size_t)n; continue; }
+            if (n < 0 && errno == EINTR) continue;
+            break;  // EAGAIN: the host is not reading; keep the rest
+        }
+        outq.erase(outq.begin(), outq.begin() + (long)done);
+    };
+    auto fill_in = [&]() {
+        for (;;) {
+            ssize_t n = read(master, buf, sizeof buf);
+            if (n > 0) { inq.insert(inq.end(), buf, buf + n); continue; }
+            break;
+        }
+    };
+    auto parent_gone = [&]() {
+        struct pollfd p = {0, POLLIN, 0};
+        if (poll(&p, 1, 0) > 0) {
+            char c;
+            ssize_t n = read(0, &c, 1);
+            if (n == 0) return true;              // EOF: the parent closed our stdin or died
+        }
+        return getppid() == 1;
+    };
+
+    while (!g_stop) {
+        bool link_busy = !top->link_idle || ser.busy() || des.busy();
+        if (inq.empty() && outq.empty() && !link_busy) {
+            struct pollfd fds[2] = {{master, POLLIN, 0}, {0, POLLIN, 0}};
+            int r = poll(fds, 2, 1);
+            if (r < 0 && errno != EINTR) break;
+            if (fds[1].revents) { if (parent_gone()) break; }
+            if (fds[0].revents & POLLIN) fill_in();
+            if (inq.empty()) {
+                // Idle: let simulated time pass at a bounded rate so timeouts and counters advance.
+                for (uint64_t i = 0; i < opt.idle_cycles && !g_stop; i++) {
+                    top->clk = 0; top->eval(); top->clk = 1; top->eval(); cycle++;
+                }
+                continue;
+            }
+        }
+        if (cycle - last_poll >= 256 || (inq.empty() && cycle - last_poll >= 16)) {
+            last_poll = cycle;
+            if (inq.size() < 4096) fill_in();
+            if (!outq.empty()) flush_out();
+            if ((cycle & 0xFFFFF) == 0 && parent_gone()) break;
+        }
+        top->clk = 0;
+        if (opt.uart) {
+            if (!ser.busy() && !inq.empty()) { ser.start(inq.front()); inq.pop_front(); }
+            top->uart_rx = ser.line;
+            top->eval();
+            uint8_t b;
+            int got = des.tick(top->uart_tx, &b);
+            if (got > 0) outq.push_back(b);
+            else if (got < 0) framing_errors++;
+            ser.tick();
+        } else {
+            top->host_rx___05Fvalid = inq.empty() ? 0 : 1;
+            if (!inq.empty()) top->host_rx___05Fpayload = inq.front();
+            top->eval();
+            if (top->host_rx___05Fvalid && top->host_rx___05Fready) inq.pop_front();
+            if (top->host_tx___05Fvalid) outq.push_back(top->host_tx___05Fpayload);
+        }
+        top->clk = 1;
+        top->eval();
+        cycle++;
+        if (outq.size() >= 4096) flush_out();
+    }
+    if (framing_errors) fprintf(stderr, "harness: %llu framing errors on uart_tx\n",
+                                (unsigned long long)framing_errors);
+    top->final();
+    delete top;
+    delete ctx;
+    close(slave);
+    close(master);
+    return 0;
+}
