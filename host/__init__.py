@@ -1,2 +1,46 @@
-"""tensornic host runtime."""
+"""tensornic host runtime: open a device (board, simulator), read its identity, move data, drive engines.
+
+    import tensornic
+    with tensornic.open("sim") as dev:          # or "/dev/ttyUSB0", baud=3_000_000
+        print(dev.info)
+        dev.write(dev.regions["scratch"][0], b"hello world!")
+"""
+
+import os as _os
+
 from .errors import *  # noqa: F401,F403
+from .errors import TransportError
+from .device import Device
+
+__all__ = ["open", "Device"] + [name for name in dir() if name.endswith(("Error", "Timeout", "Mismatch"))]
+
+#: Targets that start a simulated device instead of opening a serial port.
+SIM_TARGETS = {"sim": "stream", "sim-uart": "uart"}
+
+
+def open(target="sim", *, baud=None, timeout=0.25, retries=10, check_map=True, status=None,
+         **options) -> Device:
+    """Open a tensornic device.
+
+    target: "sim" (Verilated SoC behind a pty, bytes fed to the bridge directly), "sim-uart" (the same with
+    the bit-level UART path), or a serial port path such as "/dev/ttyUSB0".
+    baud: line rate for a serial port (default: 3 Mbaud; the board's default is in docs/boards.md).
+    timeout, retries: per-transaction response timeout (s, grows with the transfer size) and retry count.
+    check_map: refuse a device whose register-map hash differs from this package's (keep True).
+    status: optional callable(str) told about slow steps (building the simulator).
+    """
+    if target in SIM_TARGETS:
+        from .sim.device import SimTransport
+        transport = SimTransport(mode=SIM_TARGETS[target], status=status, **options)
+    else:
+        if options:
+            raise TypeError(f"unexpected options for a serial port: {sorted(options)}")
+        if not isinstance(target, str) or not target:
+            raise TransportError(f"target must be 'sim', 'sim-uart' or a serial port path, not {target!r}")
+        if not target.startswith(("socket://", "rfc2217://", "loop://")) and not _os.path.exists(target):
+            raise TransportError(
+                f"serial port {target!r} does not exist. Is the board plugged in? "
+                "List candidates with `ls /dev/ttyUSB* /dev/ttyACM*`, or use target='sim' for the simulator.")
+        from .transport import SerialTransport
+        transport = SerialTransport(target, baud=baud or 3_000_000)
+    return Device(transport, timeout=timeout, retries=retries, check_map=check_map)

@@ -13,9 +13,9 @@ from .rtl.link_format import WORD_BYTES
 
 
 class Device:
-    def __init__(self, transport, *, timeout=0.25, retries=10, check_map=True, progress=None):
+    def __init__(self, transport, *, timeout=0.25, retries=10, check_map=True):
         self.transport = transport
-        self.link = LinkClient(transport, timeout=timeout, retries=retries, progress=progress)
+        self.link = LinkClient(transport, timeout=timeout, retries=retries)
         self._closed = False
         try:
             self.link.nop()

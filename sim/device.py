@@ -30,7 +30,7 @@ def _harness_source() -> str:
     return resources.files(__package__).joinpath("harness.cpp").read_text()
 
 
-def build_harness(config: SocConfig = SIM_CONFIG, *, progress=None) -> Path:
+def build_harness(config: SocConfig = SIM_CONFIG, *, status=None) -> Path:
     """Build (or reuse) the Verilated SoC + harness binary for `config`; return its path."""
     from ..rtl.soc import Soc
 
@@ -48,10 +48,11 @@ def build_harness(config: SocConfig = SIM_CONFIG, *, progress=None) -> Path:
                 "--top-module", "soc", "--Mdir", str(build_dir / "obj"), "-o", str(binary),
                 "-CFLAGS", "-O2", str(source), str(harness)]
 
+        vl.ensure_verilator_on_path()
+
         def build():
-            vl.ensure_verilator_on_path()
-            if progress:
-                progress("building the simulated device with Verilator (once per design, ~1 min)")
+            if status:
+                status("building the simulated device with Verilator (once per design, ~1 min)")
             log = build_dir / "build.log"
             with open(log, "w") as out:
                 result = subprocess.run(args, stdout=out, stderr=subprocess.STDOUT, cwd=build_dir)
@@ -68,12 +69,12 @@ class SimTransport(SerialTransport):
     """SerialTransport to a freshly started simulated device."""
 
     def __init__(self, config: SocConfig = SIM_CONFIG, *, mode="stream", start_timeout=30.0,
-                 idle_cycles=2000, progress=None):
+                 idle_cycles=2000, status=None):
         if mode not in ("stream", "uart"):
             raise ValueError(f"mode must be 'stream' (byte-level, fast) or 'uart' (bit-level), not {mode!r}")
         self.config = config
         self.mode = mode
-        binary = build_harness(config, progress=progress)
+        binary = build_harness(config, status=status)
         divisor = divisor_for(config.clock_hz, config.baud)
         self._stderr_path = binary.parent / f"harness-{os.getpid()}-{id(self)}.log"
         self._stderr = open(self._stderr_path, "w+")

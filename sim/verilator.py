@@ -41,6 +41,9 @@ LINT_WAIVERS = (
 )
 
 
+PCH_FIX = "CFG_CXXFLAGS_PCH_I=-include"
+
+
 def cache_root() -> Path:
     """Where builds are cached: $TENSORNIC_CACHE, else ~/.cache/tensornic."""
     root = os.environ.get("TENSORNIC_CACHE")
@@ -72,6 +75,11 @@ def ensure_verilator_on_path() -> str:
     parts = os.environ.get("PATH", "").split(os.pathsep)
     if parts[0] != bin_dir:
         os.environ["PATH"] = os.pathsep.join([bin_dir] + [p for p in parts if p != bin_dir])
+    # The PyPI wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so designs large enough to use a
+    # precompiled header fail to compile ("Vtop__pch.h.fast: linker input file not found"). A variable
+    # given in MAKEFLAGS counts as a command-line definition and overrides the file's.
+    if PCH_FIX not in os.environ.get("MAKEFLAGS", ""):
+        os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") + " " + PCH_FIX).strip()
     return bin_dir
 
 
