@@ -24,14 +24,15 @@ def open(target="sim", *, baud=None, timeout=0.25, retries=10, check_map=True, s
 
     target: "sim" (Verilated SoC behind a pty, bytes fed to the bridge directly), "sim-uart" (the same with
     the bit-level UART path), or a serial port path such as "/dev/ttyUSB0".
-    baud: line rate for a serial port (default: 3 Mbaud; the board's default is in docs/boards.md).
+    baud: the host's line rate (default: 3 Mbaud; a board's default is in docs/boards.md). With "sim-uart"
+    the simulated cable runs at this rate, so a wrong one fails as it would on a board.
     timeout, retries: per-transaction response timeout (s, grows with the transfer size) and retry count.
     check_map: refuse a device whose register-map hash differs from this package's (keep True).
     status: optional callable(str) told about slow steps (building the simulator).
     """
     if target in SIM_TARGETS:
         from .sim.device import SimTransport
-        transport = SimTransport(mode=SIM_TARGETS[target], status=status, **options)
+        transport = SimTransport(mode=SIM_TARGETS[target], baud=baud, status=status, **options)
     else:
         if options:
             raise TypeError(f"unexpected options for a serial port: {sorted(options)}")

@@ -69,21 +69,25 @@ class SimTransport(SerialTransport):
     """SerialTransport to a freshly started simulated device."""
 
     def __init__(self, config: SocConfig = SIM_CONFIG, *, mode="stream", start_timeout=30.0,
-                 idle_cycles=2000, status=None):
+                 idle_cycles=2000, baud=None, binary=None, status=None):
         if mode not in ("stream", "uart"):
             raise ValueError(f"mode must be 'stream' (byte-level, fast) or 'uart' (bit-level), not {mode!r}")
         self.config = config
         self.mode = mode
-        binary = build_harness(config, status=status)
+        # `binary`: a harness built earlier (like a bitstream on a board); by default build or reuse one.
+        binary = Path(binary) if binary else build_harness(config, status=status)
         divisor = divisor_for(config.clock_hz, config.baud)
         self._stderr_path = binary.parent / f"harness-{os.getpid()}-{id(self)}.log"
         self._stderr = open(self._stderr_path, "w+")
         self._proc = subprocess.Popen(
-            [str(binary), "--mode", mode, "--divisor-q4", str(divisor), "--idle-cycles", str(idle_cycles)],
+            [str(binary), "--mode", mode, "--divisor-q4", str(divisor), "--idle-cycles", str(idle_cycles),
+             "--clock-hz", str(config.clock_hz)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, start_new_session=True)
         self._finalizer = weakref.finalize(self, _reap, self._proc)
         path = self._read_pty_path(start_timeout)
-        super().__init__(path, baud=config.baud)
+        # `baud` is the host's line rate; in uart mode the simulated cable follows it, so a rate other
+        # than the device's behaves like a wrong baud rate on a board.
+        super().__init__(path, baud=baud or config.baud)
 
     def _read_pty_path(self, timeout):
         deadline = time.monotonic() + timeout
@@ -121,19 +125,22 @@ class SimTransport(SerialTransport):
             raise SimulatorError(f"the simulated device exited with status {code}; "
                                  f"harness said: {self._last_words()!r}. Open a new device.")
 
-    def read(self, size, timeout):
+    def _guarded(self, operation, *args):
+        """Run a SerialTransport operation; if it fails because the child died, say so."""
         try:
-            return super().read(size, timeout)
+            return operation(*args)
         except Exception:
             self.check_alive()
             raise
 
+    def read(self, size, timeout):
+        return self._guarded(super().read, size, timeout)
+
     def write(self, data):
-        try:
-            super().write(data)
-        except Exception:
-            self.check_alive()
-            raise
+        return self._guarded(super().write, data)
+
+    def drain(self):
+        return self._guarded(super().drain)
 
     def close(self):
         try:

@@ -3,9 +3,12 @@
 // The host opens the printed pty path with pyserial exactly as it opens a board's USB-UART.
 // Modes:
 //   --mode stream  bytes go straight into the bridge's byte stream (fast; the default)
-//   --mode uart    bytes are serialized onto the SoC's uart_rx pin and deserialized from uart_tx at
-//                  --divisor-q4 (cycles per bit × 16) by this harness's own UART model, so the whole
-//                  bit-level path of the gateware runs.
+//   --mode uart    bytes are serialized onto the SoC's uart_rx pin and deserialized from uart_tx by
+//                  this harness's own UART model, so the whole bit-level path of the gateware runs.
+//                  Like a real USB-UART cable it runs at the line rate the host set on the port
+//                  (the pty's termios speed; --clock-hz converts it to cycles per bit), starting at
+//                  --divisor-q4 (cycles per bit × 16) until the host sets one. A host at the wrong
+//                  baud therefore sees garbage, exactly as with a board.
 // The simulated clock runs while the device has work; when the link is idle and no byte is pending
 // the harness sleeps in poll() and advances --idle-cycles cycles per wake-up.
 // The harness exits when its stdin reaches EOF (the parent closed it or died), on SIGTERM, or when
@@ -26,6 +29,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <termios.h>
 #include <unistd.h>
@@ -37,7 +41,36 @@ struct Options {
     bool uart = false;
     uint32_t divisor_q4 = 16 * 16;
     uint64_t idle_cycles = 2000;
+    uint64_t clock_hz = 48000000;
 };
+
+// The line rate the host set on the pty: a standard Bxxx constant, or (BOTHER) the termios2 speed.
+struct termios2_compat {
+    tcflag_t c_iflag, c_oflag, c_cflag, c_lflag;
+    cc_t c_line;
+    cc_t c_cc[19];
+    speed_t c_ispeed, c_ospeed;
+};
+
+static long line_baud(int fd) {
+    struct termios t;
+    if (tcgetattr(fd, &t) != 0) return -1;
+    static const struct { speed_t code; long baud; } table[] = {
+        {B9600, 9600}, {B19200, 19200}, {B38400, 38400}, {B57600, 57600}, {B115200, 115200},
+        {B230400, 230400}, {B460800, 460800}, {B500000, 500000}, {B576000, 576000},
+        {B921600, 921600}, {B1000000, 1000000}, {B1152000, 1152000}, {B1500000, 1500000},
+        {B2000000, 2000000}, {B2500000, 2500000}, {B3000000, 3000000}, {B3500000, 3500000},
+        {B4000000, 4000000}};
+    speed_t code = cfgetospeed(&t);
+    for (auto &e : table) if (e.code == code) return e.baud;
+#ifdef BOTHER
+    if (code == BOTHER) {
+        struct termios2_compat t2;
+        if (ioctl(fd, _IOR('T', 0x2A, struct termios2_compat), &t2) == 0) return (long)t2.c_ospeed;
+    }
+#endif
+    return -1;
+}
 
 static Options parse(int argc, char **argv) {
     Options o;
@@ -54,6 +87,8 @@ static Options parse(int argc, char **argv) {
             else { fprintf(stderr, "harness: unknown mode %s\n", m.c_str()); exit(2); }
         } else if (a == "--divisor-q4") {
             o.divisor_q4 = (uint32_t)strtoul(next(), nullptr, 0);
+        } else if (a == "--clock-hz") {
+            o.clock_hz = strtoull(next(), nullptr, 0);
         } else if (a == "--idle-cycles") {
             o.idle_cycles = strtoull(next(), nullptr, 0);
         } else if (a.rfind("+verilator", 0) == 0) {
@@ -180,6 +215,16 @@ int main(int argc, char **argv) {
             break;
         }
     };
+    long current_baud = -1;   // follow whatever the port is set to, from the first look on
+    auto follow_line_rate = [&]() {
+        if (!opt.uart || ser.busy() || des.busy()) return;
+        long baud = line_baud(slave);
+        if (baud <= 0 || baud == current_baud) return;
+        current_baud = baud;
+        uint64_t div = (opt.clock_hz * 16 + (uint64_t)baud / 2) / (uint64_t)baud;
+        if (div < 4 * 16) div = 4 * 16;
+        ser.div = des.div = (uint32_t)div;
+    };
     auto parent_gone = [&]() {
         struct pollfd p = {0, POLLIN, 0};
         if (poll(&p, 1, 0) > 0) {
@@ -198,6 +243,7 @@ int main(int argc, char **argv) {
             if (r < 0 && errno != EINTR) break;
             if (fds[1].revents) { if (parent_gone()) break; }
             if (fds[0].revents & POLLIN) fill_in();
+            follow_line_rate();
             if (inq.empty()) {
                 // Idle: let simulated time pass at a bounded rate so timeouts and counters advance.
                 for (uint64_t i = 0; i < opt.idle_cycles && !g_stop; i++) {
@@ -211,6 +257,7 @@ int main(int argc, char **argv) {
             if (inq.size() < 4096) fill_in();
             if (!outq.empty()) flush_out();
             if ((cycle & 0xFFFFF) == 0 && parent_gone()) break;
+            if ((cycle & 0xFFF) < 256) follow_line_rate();
         }
         top->clk = 0;
         if (opt.uart) {
