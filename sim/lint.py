@@ -1,0 +1,43 @@
+"""Verilator lint of every generated design, with Amaranth's harmless warnings waived by name.
+
+`tensornic lint` (make lint) runs it; tests/test_lint.py keeps it green in CI.
+"""
+
+import subprocess
+import tempfile
+from pathlib import Path
+
+from . import verilator as vl
+
+
+def designs():
+    """(name, factory) of each design that goes to Verilator or a board."""
+    from ..rtl.soc import Soc
+    from ..rtl.uart import UartPhy
+    return [
+        ("soc", lambda: Soc()),
+        ("soc_sim", lambda: Soc(byte_port=True)),
+        ("uart_phy", lambda: UartPhy()),
+    ]
+
+
+def lint(name, component):
+    """Lint one component; return Verilator's output if it complained, else ''."""
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / f"{name}.v"
+        source.write_text(vl.to_verilog(component, name))
+        result = subprocess.run([vl.verilator_executable(), "--lint-only", "-Wall", *vl.lint_args(),
+                                 "--top-module", name, str(source)],
+                                capture_output=True, text=True)
+    return "" if result.returncode == 0 else (result.stdout + result.stderr)
+
+
+def lint_all(console=None):
+    failures = {}
+    for name, factory in designs():
+        output = lint(name, factory())
+        if output:
+            failures[name] = output
+        if console is not None:
+            console.print(f"{name}: " + ("[red]warnings[/red]\n" + output if output else "[green]clean[/green]"))
+    return failures
