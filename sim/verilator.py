@@ -10,6 +10,7 @@
 """
 
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -42,6 +43,19 @@ LINT_WAIVERS = (
 
 
 PCH_FIX = "CFG_CXXFLAGS_PCH_I=-include"
+FST_SHIM_INCLUDE = Path(__file__).parent / "include"
+
+
+def fst_without_liblz4(build_dir: Path):
+    """Verilator's FST writer includes <lz4.h> and links -llz4, which a fresh machine lacks. Our
+    header-only encoder (sim/include/lz4.h) stands in for the header, and an empty liblz4.a satisfies
+    the link. Returns the extra Verilator arguments."""
+    lib_dir = build_dir / "lz4"
+    lib_dir.mkdir(parents=True, exist_ok=True)
+    archive = lib_dir / "liblz4.a"
+    if not archive.exists():
+        archive.write_bytes(b"!<arch>\n")   # an archive with no members
+    return ["-CFLAGS", f"-I{FST_SHIM_INCLUDE}", "-LDFLAGS", f"-L{lib_dir}"]
 
 
 def cache_root() -> Path:
@@ -155,7 +169,7 @@ def run_cocotb(make_component, *, name: str, test_module: str, params: dict | No
     waves = waves_enabled()
     build_args = ["-Wall"] + lint_args() + ["-O2", "--x-assign", "fast", "--x-initial", "fast"]
     if waves:
-        build_args += ["--trace-fst", "--trace-structs"]
+        build_args += ["--trace-fst", "--trace-structs", *fst_without_liblz4(build_dir)]
     runner = get_runner("verilator")
 
     with FileLock(str(build_dir / ".lock")):
@@ -169,7 +183,7 @@ def run_cocotb(make_component, *, name: str, test_module: str, params: dict | No
         cached_build(build_dir, [source.read_text(), build_args, verilator_version(), timescale,
                                  sys.version], build)
 
-    run_dir = build_dir / f"run-{os.getpid()}-{(testcase or 'all') if isinstance(testcase, str) else 'sel'}"
+    run_dir = build_dir / f"run-{os.getpid()}-{next(_run_numbers)}"
     run_dir.mkdir(parents=True, exist_ok=True)
     env = {"TENSORNIC_PARAMS": json.dumps(params, default=str)}
     env.update(extra_env or {})
@@ -184,6 +198,9 @@ def run_cocotb(make_component, *, name: str, test_module: str, params: dict | No
         raise AssertionError(f"{failed} of {total} cocotb tests failed in {test_module} on {name} "
                              f"(params {params}); log and results in {run_dir}")
     return total
+
+
+_run_numbers = itertools.count()
 
 
 def test_params() -> dict:
