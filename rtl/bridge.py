@@ -10,7 +10,7 @@ Takes request bytes on `rx`, drives the SoC bus, answers on `tx`. Guarantees:
 Throughput: one byte per cycle on rx and tx; the bus moves one word per two cycles.
 """
 
-from amaranth import Module, Signal, Cat, Const, C
+from amaranth import Module, Signal, Cat, C
 from amaranth.lib import wiring, stream, memory, crc
 from amaranth.lib.wiring import In, Out
 

@@ -9,9 +9,8 @@ answered correctly. The response stream is also compared byte for byte with the 
 import random
 
 import cocotb
-import pytest
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge, ReadOnly
+from cocotb.triggers import ClockCycles, RisingEdge
 
 from tensornic.rtl.link_format import (Op, Status, encode_request, encode_response, RESPONSE_HEADER_BYTES)
 
