@@ -9,7 +9,7 @@ BOARD   ?= ulx3s
 JOBS    ?= 2
 PYTEST  := $(PY) -m pytest -n $(JOBS)
 
-.PHONY: all demo test sim quick bitstream program bench lint clean distclean venv
+.PHONY: all demo test test-all sim quick bitstream program bench lint clean distclean venv
 
 all: test
 
@@ -24,14 +24,18 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/tensornic demo
 
+# CI's suite: everything but the tests marked slow (full sweeps, million-vector runs).
 test: $(STAMP)
+	$(PYTEST) -m "not slow"
+
+test-all: $(STAMP)
 	$(PYTEST)
 
 quick: $(STAMP)
-	$(PY) -m pytest -n $(JOBS) tests
+	$(PYTEST) -m "not slow" tests
 
 sim: $(STAMP)
-	$(PYTEST) sim
+	$(PYTEST) -m "not slow" sim
 
 bitstream: $(STAMP)
 	$(VENV)/bin/tensornic bitstream $(BOARD)
