@@ -6,7 +6,7 @@ in that cycle); the next request may start in the cycle after `ack`. Every subor
 cycle after the request, so a word moves every two cycles — ample for a host link of a few Mbaud.
 """
 
-from amaranth import Module, Signal, Cat, Const
+from amaranth import Module, Signal, Cat, Const, ClockSignal, Instance
 from amaranth.lib import wiring, memory
 from amaranth.lib.wiring import In, Out
 
@@ -109,8 +109,27 @@ class BusRom(wiring.Component):
         return m
 
 
+#: SB_SPRAM256KA, the iCE40 UltraPlus single-port RAM: 16K words of 16 bits (32 KiB); the UP5K has four.
+SPRAM_DEPTH = 16384
+SPRAM_COUNT = 4
+#: From this size on, a BusMemory on an iCE40 UltraPlus part is built from SPRAMs instead of block RAM.
+SPRAM_MIN_BYTES = 32 * 1024
+
+
+def uses_ice40_spram(platform, size_bytes) -> bool:
+    """Whether a BusMemory of `size_bytes` elaborated for `platform` is built from iCE40 SPRAMs."""
+    device = getattr(platform, "device", None)
+    return isinstance(device, str) and device.startswith("iCE40UP") and size_bytes >= SPRAM_MIN_BYTES
+
+
 class BusMemory(wiring.Component):
-    """A single-port RAM of 32-bit words on the bus (lib.memory; maps to block RAM)."""
+    """A single-port RAM of 32-bit words on the bus (lib.memory; maps to block RAM).
+
+    On an iCE40 UltraPlus platform a memory of 32 KiB or more is built from SB_SPRAM256KA primitives
+    instead (two side by side per 16K words; the part's 15 KiB of block RAM could not hold it). Both forms
+    have the same ports and timing: data of a read in the ack cycle, one write per request. (`r_data` in a
+    write's ack cycle is the old word with block RAM and undefined with SPRAM; initiators ignore it.)
+    """
 
     def __init__(self, size_bytes):
         self.depth = size_bytes // WORD_BYTES
@@ -118,6 +137,8 @@ class BusMemory(wiring.Component):
         super().__init__({"bus": In(BusSignature(addr_width))})
 
     def elaborate(self, platform):
+        if uses_ice40_spram(platform, self.depth * WORD_BYTES):
+            return self._elaborate_spram()
         m = Module()
         m.submodules.mem = mem = memory.Memory(shape=32, depth=self.depth, init=[])
         r = mem.read_port()
@@ -129,6 +150,51 @@ class BusMemory(wiring.Component):
         _ack_one_cycle_later(m, self.bus)
         with m.If(self.bus.ack):
             m.d.comb += self.bus.r_data.eq(r.data)
+        return m
+
+    def _elaborate_spram(self):
+        m = Module()
+        banks = -(-self.depth // SPRAM_DEPTH)
+        if 2 * banks > SPRAM_COUNT:
+            raise ValueError(f"a {self.depth * WORD_BYTES // 1024} KiB BusMemory needs {2 * banks} SPRAMs; "
+                             f"an iCE40 UltraPlus has {SPRAM_COUNT} (at most "
+                             f"{SPRAM_COUNT // 2 * SPRAM_DEPTH * WORD_BYTES // 1024} KiB)")
+        bus = self.bus
+        request = Signal()
+        word_addr = Signal(14)
+        m.d.comb += [request.eq((bus.r_en | bus.w_en) & ~bus.ack), word_addr.eq(bus.addr)]
+        bank = Signal(range(banks))
+        if banks > 1:
+            m.d.comb += bank.eq(bus.addr[14:])
+        bank_data = []
+        for b in range(banks):
+            selected = Signal(name=f"spram{b}_selected")
+            m.d.comb += selected.eq(request & (bank == b))
+            halves = []
+            for half in range(2):
+                data_out = Signal(16, name=f"spram{b}_{half}_data")
+                m.submodules[f"spram{b}_{half}"] = Instance(
+                    "SB_SPRAM256KA",
+                    i_ADDRESS=word_addr,
+                    i_DATAIN=bus.w_data[16 * half:16 * (half + 1)],
+                    i_MASKWREN=Const(0b1111, 4),
+                    i_WREN=selected & bus.w_en,
+                    i_CHIPSELECT=selected,
+                    i_CLOCK=ClockSignal("sync"),
+                    i_STANDBY=Const(0),
+                    i_SLEEP=Const(0),
+                    i_POWEROFF=Const(1),   # active low: 1 keeps the SPRAM powered
+                    o_DATAOUT=data_out,
+                )
+                halves.append(data_out)
+            bank_data.append(Cat(*halves))
+        _ack_one_cycle_later(m, bus)
+        # The initiator holds the address through the ack cycle, so it still selects the bank that was read.
+        with m.If(bus.ack):
+            with m.Switch(bank):
+                for b in range(banks):
+                    with m.Case(b):
+                        m.d.comb += bus.r_data.eq(bank_data[b])
         return m
 
 

