@@ -203,8 +203,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         return args.func(args) or 0
-    except TensornicError as exc:
-        console.print(f"[red]error:[/red] {type(exc).__name__}: {exc}")
+    except (TensornicError, KeyError, ValueError, TypeError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        console.print(f"[red]error:[/red] {type(exc).__name__}: {message}")
         return 2
     except KeyboardInterrupt:
         return 130

@@ -6,7 +6,7 @@ would generate for the reported parameters and refuses the device if the map has
 
 import numpy as np
 
-from .errors import DeviceMismatch, ReadOnly
+from .errors import DeviceMismatch, ReadOnly, TensornicError
 from .link import LinkClient
 from .rtl import memory_map as mm
 from .rtl.link_format import WORD_BYTES
@@ -120,14 +120,24 @@ class Device:
     def read_reg(self, name) -> int:
         return int.from_bytes(self.link.read(self.register_address(name), WORD_BYTES), "little")
 
-    def write_reg(self, name, value):
-        if not 0 <= value <= 0xFFFFFFFF:
-            raise ValueError(f"register value {value} does not fit in 32 bits")
+    def _register(self, name):
         addr = self.register_address(name)
-        for bank in self.memory_map.regions:
-            if bank.kind == "registers" and bank.base <= addr < bank.end:
-                if bank.register(name.rpartition(".")[2]).access != "rw":
-                    raise ReadOnly(f"register {name!r} is read-only")
+        bank = self.memory_map.find(addr)
+        return addr, bank.register(name.rpartition(".")[2])
+
+    def write_reg(self, name, value):
+        """Write a read/write register. Values outside the register's declared range are refused here
+        (and ignored by the device), so no single write can put the device out of reach."""
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"register {name!r} takes an integer, not {type(value).__name__}")
+        value = int(value)
+        addr, reg = self._register(name)
+        if reg.access != "rw":
+            raise ReadOnly(f"register {name!r} is read-only")
+        if not reg.accepts(value):
+            raise ValueError(f"register {name!r} accepts {reg.minimum}…{reg.maximum}, not {value}"
+                             + (" (use Device.set_baud for the line rate)" if name.endswith("uart_divisor")
+                                else ""))
         self.link.write(addr, value.to_bytes(WORD_BYTES, "little"))
 
     def registers(self) -> dict:
@@ -147,9 +157,24 @@ class Device:
         return hi << 32 | lo
 
     def set_baud(self, baud):
-        """Switch the link's line rate: the device changes after answering, then the host follows."""
+        """Switch the link's line rate: the device changes once it has answered, then the host follows.
+
+        If the answer is lost, the device may have switched anyway: the host then tries the new rate, and
+        goes back to the old one only if the device does not answer there either."""
         from .rtl.uart import divisor_for
-        self.write_reg("uart_divisor", divisor_for(self.config.clock_hz, baud))
+        divisor = divisor_for(self.config.clock_hz, baud)     # ValueError for a rate the clock can't make
+        old = getattr(self.transport, "baud", None)
+        try:
+            self.write_reg("uart_divisor", divisor)
+        except TensornicError as first:
+            self.transport.set_baud(baud)
+            try:
+                self.link.nop()
+                return
+            except TensornicError:
+                if old is not None:
+                    self.transport.set_baud(old)
+                raise first
         self.transport.set_baud(baud)
         self.link.nop()
 

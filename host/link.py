@@ -109,7 +109,7 @@ class LinkClient:
 
     `transport`: a `tensornic.transport.Transport`. `timeout`: base response timeout of one attempt in
     seconds; each attempt also gets 1.5 × the time the request and the expected response take on the line
-    (`seconds_per_byte`, by default 10 bits per byte at `transport.baud`, else 0). `retries`: attempts
+    (`seconds_per_byte`, by default the transport's own, which follows its baud rate). `retries`: attempts
     after the first. `max_transfer`: largest chunk of one READ/WRITE (set it to the device's own value).
     `progress(done_bytes, total_bytes)`: called after each chunk. `sleep` and `clock` are the backoff
     sleep and the monotonic clock (injectable for virtual-time tests).
@@ -121,10 +121,7 @@ class LinkClient:
         self.timeout = timeout
         self.retries = retries
         self.max_transfer = max_transfer
-        if seconds_per_byte is None:
-            baud = getattr(transport, "baud", None)
-            seconds_per_byte = 10.0 / baud if baud else 0.0
-        self.seconds_per_byte = seconds_per_byte
+        self._seconds_per_byte = seconds_per_byte
         self.progress = progress
         self.stats = LinkStats()
         self._sleep = sleep
@@ -134,6 +131,13 @@ class LinkClient:
         # WRITE with the same pair (same seq, address and data 256·k transactions later, with no other
         # write executed between) would be taken for a retry and dropped, so a NOP clears it first.
         self._maybe_remembered = set()
+
+    @property
+    def seconds_per_byte(self):
+        """Line time per byte: the fixed value given, else the transport's current one (it follows set_baud)."""
+        if self._seconds_per_byte is not None:
+            return self._seconds_per_byte
+        return getattr(self.transport, "seconds_per_byte", 0.0)
 
     # -- public API --------------------------------------------------------------------------------------
 

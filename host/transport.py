@@ -24,6 +24,11 @@ class Transport(abc.ABC):
     def drain(self) -> int:
         """Discard input that has already arrived; return how many bytes were dropped."""
 
+    @property
+    def seconds_per_byte(self) -> float:
+        """Wall-clock time one byte takes on the line (0 for channels without a line rate)."""
+        return 0.0
+
     def set_baud(self, baud: int) -> None:
         """Change the line rate (a no-op for channels without one)."""
 
@@ -92,6 +97,10 @@ class SerialTransport(Transport):
         except (serial.SerialException, OSError) as exc:
             raise TransportError(f"reading from {self.port!r} failed: {exc}") from exc
         return dropped
+
+    @property
+    def seconds_per_byte(self):
+        return 10.0 / self.baud          # 8N1: start, 8 data bits, stop
 
     def set_baud(self, baud):
         self._serial.baudrate = baud

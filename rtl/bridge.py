@@ -31,6 +31,7 @@ class HostBridge(wiring.Component):
             "bus": Out(BusSignature(memory_map.address_bits - 2)),
             "resync_cycles": In(32),
             "idle": Out(1),
+            "receiving": Out(1),     # inside a request frame, waiting for its next byte
             "requests": Out(32),
             "header_errors": Out(32),
             "payload_errors": Out(32),
@@ -103,6 +104,7 @@ class HostBridge(wiring.Component):
         with m.Else():
             m.d.sync += quiet.eq(quiet + 1)
         m.d.comb += timed_out.eq(mid_frame & (self.resync_cycles != 0) & (quiet >= self.resync_cycles))
+        m.d.comb += self.receiving.eq(mid_frame)
 
         m.d.comb += [
             rx_crc.data.eq(rx_byte),

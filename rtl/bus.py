@@ -202,7 +202,8 @@ class RegisterBank(wiring.Component):
     """Registers of one map region, built from memory_map.Register declarations.
 
     For each "rw" register the bank holds the value and exposes it as an output port of the same name, with
-    a one-cycle `<name>_written` strobe on each bus write. For each "ro" register the bank exposes an
+    a one-cycle `<name>_written` strobe on each bus write; writes outside the register's declared range
+    are ignored. For each "ro" register the bank exposes an
     input port of the same name whose value a bus read returns, and a one-cycle `<name>_read` strobe.
     """
 
@@ -228,7 +229,8 @@ class RegisterBank(wiring.Component):
                 with m.Case(index):
                     value = getattr(self, reg.name)
                     if reg.access == "rw":
-                        with m.If(self.bus.w_en & request):
+                        in_range = (self.bus.w_data >= reg.minimum) & (self.bus.w_data <= reg.maximum)
+                        with m.If(self.bus.w_en & request & in_range):
                             m.d.sync += value.eq(self.bus.w_data)
                             m.d.comb += getattr(self, f"{reg.name}_written").eq(1)
                     else:

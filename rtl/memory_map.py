@@ -78,10 +78,19 @@ class Register:
     description: str
     init: int = 0
     offset: int = -1       # byte offset within the register region, assigned by the builder
+    #: Writable range of an "rw" register: the register bank ignores writes outside it and the host
+    #: refuses them, so no single write can put the device out of reach.
+    minimum: int = 0
+    maximum: int = 0xFFFF_FFFF
 
     def __post_init__(self):
         if self.access not in ("rw", "ro"):
             raise ValueError(f"register {self.name!r}: access must be 'rw' or 'ro', not {self.access!r}")
+        if not 0 <= self.minimum <= self.maximum <= 0xFFFF_FFFF:
+            raise ValueError(f"register {self.name!r}: range {self.minimum}…{self.maximum} is not within 32 bits")
+
+    def accepts(self, value) -> bool:
+        return self.minimum <= value <= self.maximum
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,7 +193,8 @@ class MemoryMap:
                 {"name": r.name, "kind": r.kind, "base": r.base, "size": r.size, "read_only": r.read_only,
                  "description": r.description,
                  **({"registers": [{"name": g.name, "offset": g.offset, "access": g.access,
-                                    "init": g.init, "description": g.description}
+                                    "init": g.init, "minimum": g.minimum, "maximum": g.maximum,
+                                    "description": g.description}
                                    for g in r.registers]} if r.registers else {})}
                 for r in self.regions],
         }
@@ -222,11 +232,13 @@ SPINE_REGISTERS = (
     Register("test_word", "rw", "Free read/write word for link and bus checks."),
     Register("cycles_lo", "ro", "Free-running cycle counter, low word; reading it latches cycles_hi."),
     Register("cycles_hi", "ro", "High word of the cycle counter as latched by the last cycles_lo read."),
-    Register("uart_divisor", "rw", "UART cycles per bit, fixed point with 4 fractional bits; "
-             "a write takes effect once the link is idle (after the write's response was sent)."),
+    Register("uart_divisor", "rw", "UART cycles per bit, fixed point with 4 fractional bits (4.0 to "
+             "65535.9375 cycles); a write takes effect once the write's response has been sent.",
+             minimum=64, maximum=(1 << 20) - 1),
     Register("uart_framing_errors", "ro", "Received bytes dropped for a bad stop bit (wrapping)."),
     Register("uart_overruns", "ro", "Received bytes lost because the bridge did not take them (wrapping)."),
-    Register("link_resync_cycles", "rw", "Idle cycles after which the bridge drops a partial frame."),
+    Register("link_resync_cycles", "rw", "Idle cycles after which the bridge drops a partial frame "
+             "(0: never); never less than two bit-times × 16 of the current UART divisor in effect."),
     Register("link_requests", "ro", "Requests answered by the bridge (wrapping)."),
     Register("link_header_errors", "ro", "Request headers dropped for a bad CRC (wrapping)."),
     Register("link_payload_errors", "ro", "WRITE payloads answered CRC_ERROR (wrapping)."),

@@ -30,7 +30,8 @@ class Soc(wiring.Component):
                 "use_byte_port": In(1),
                 "host_rx": In(stream.Signature(8)),
                 "host_tx": Out(stream.Signature(8)),
-                "link_idle": Out(1),
+                "link_idle": Out(1),        # nothing in progress: only input can change anything
+                "link_receiving": Out(1),   # inside a request frame, waiting for more bytes
             })
         super().__init__(members)
 
@@ -73,7 +74,18 @@ class Soc(wiring.Component):
             m.d.sync += [divisor.eq(csr.uart_divisor), pending.eq(0)]
         m.d.comb += uart.divisor.eq(divisor)
         if self.byte_port:
-            m.d.comb += self.link_idle.eq(bridge.idle & uart.idle & ~pending)
+            m.d.comb += [self.link_idle.eq(bridge.idle & uart.idle & ~pending),
+                         self.link_receiving.eq(bridge.receiving & uart.idle)]
+
+        # The idle timeout never undercuts two byte-times (here 2 × divisor ≈ 3.2 byte-times at 10 bits
+        # per byte), or a careless write could drop every frame and lock the host out.
+        resync = Signal(32)
+        floor = Signal(32)
+        m.d.comb += floor.eq(divisor << 1)
+        with m.If((csr.link_resync_cycles != 0) & (csr.link_resync_cycles < floor)):
+            m.d.comb += resync.eq(floor)
+        with m.Else():
+            m.d.comb += resync.eq(csr.link_resync_cycles)
 
         # Free-running cycle counter; reading cycles_lo latches the high word for cycles_hi.
         cycles = Signal(64)
@@ -87,7 +99,7 @@ class Soc(wiring.Component):
             csr.cycles_hi.eq(cycles_hi),
             csr.uart_framing_errors.eq(uart.framing_errors),
             csr.uart_overruns.eq(uart.overruns),
-            bridge.resync_cycles.eq(csr.link_resync_cycles),
+            bridge.resync_cycles.eq(resync),
             csr.link_requests.eq(bridge.requests),
             csr.link_header_errors.eq(bridge.header_errors),
             csr.link_payload_errors.eq(bridge.payload_errors),

@@ -2,8 +2,8 @@
 
 `SimTransport` starts the harness as a child process and talks to it through the unchanged
 `SerialTransport` (pyserial on the pty path): the host code path is exactly the one used with a board.
-The child exits when the transport closes, when the Python process exits or dies (stdin EOF and
-PR_SET_PDEATHSIG), and a child that died is reported as a SimulatorError with its last words.
+The child exits when the transport closes and when the Python process exits or dies (its stdin, a pipe
+from this process, reaches EOF); a child that died is reported as a SimulatorError with its last words.
 """
 
 import os
@@ -21,6 +21,9 @@ from ..transport import SerialTransport
 from ..rtl.memory_map import SocConfig
 from ..rtl.uart import divisor_for
 from . import verilator as vl
+
+#: Simulated cycles per wall-clock second the link timeouts allow for (`make bench` measures ~5 M).
+SLOWEST_CYCLES_PER_SECOND = 1_000_000
 
 #: The simulated SoC's configuration (its nominal clock sets what the cycle counter means).
 SIM_CONFIG = SocConfig(clock_hz=48_000_000, baud=3_000_000, scratch_bytes=64 * 1024, max_transfer=4096)
@@ -69,7 +72,7 @@ class SimTransport(SerialTransport):
     """SerialTransport to a freshly started simulated device."""
 
     def __init__(self, config: SocConfig = SIM_CONFIG, *, mode="stream", start_timeout=30.0,
-                 idle_cycles=2000, baud=None, binary=None, status=None):
+                 idle_cycles=1000, baud=None, binary=None, status=None):
         if mode not in ("stream", "uart"):
             raise ValueError(f"mode must be 'stream' (byte-level, fast) or 'uart' (bit-level), not {mode!r}")
         self.config = config
@@ -87,7 +90,19 @@ class SimTransport(SerialTransport):
         path = self._read_pty_path(start_timeout)
         # `baud` is the host's line rate; in uart mode the simulated cable follows it, so a rate other
         # than the device's behaves like a wrong baud rate on a board.
-        super().__init__(path, baud=baud or config.baud)
+        try:
+            super().__init__(path, baud=baud or config.baud)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def seconds_per_byte(self):
+        """Wall time of one byte on the simulated line: its cycles at the simulator's slowest expected
+        speed (bit-level UART), or nothing much (byte stream: one byte per cycle)."""
+        if self.mode == "stream":
+            return 0.0
+        return 10 * self.config.clock_hz / self.baud / SLOWEST_CYCLES_PER_SECOND
 
     def _read_pty_path(self, timeout):
         deadline = time.monotonic() + timeout
@@ -144,7 +159,8 @@ class SimTransport(SerialTransport):
 
     def close(self):
         try:
-            super().close() if getattr(self, "_serial", None) is not None else None
+            if getattr(self, "_serial", None) is not None:
+                super().close()
         finally:
             self._finalizer()
             try:

@@ -10,9 +10,9 @@
 //                  --divisor-q4 (cycles per bit × 16) until the host sets one. A host at the wrong
 //                  baud therefore sees garbage, exactly as with a board.
 // The simulated clock runs while the device has work; when the link is idle and no byte is pending
-// the harness sleeps in poll() and advances --idle-cycles cycles per wake-up.
-// The harness exits when its stdin reaches EOF (the parent closed it or died), on SIGTERM, or when
-// the parent dies (PR_SET_PDEATHSIG).
+// the harness sleeps in poll() (10 ms at a time) and advances --idle-cycles cycles per wake-up.
+// The harness exits when its stdin reaches EOF (the parent process closed it, exited or died; checked
+// at every wake-up and every 4096 busy cycles) or on SIGTERM.
 
 #include <verilated.h>
 #include "Vsoc.h"
@@ -30,8 +30,8 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/ioctl.h>
-#include <sys/prctl.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 static volatile sig_atomic_t g_stop = 0;
@@ -40,7 +40,7 @@ static void on_signal(int) { g_stop = 1; }
 struct Options {
     bool uart = false;
     uint32_t divisor_q4 = 16 * 16;
-    uint64_t idle_cycles = 2000;
+    uint64_t idle_cycles = 1000;
     uint64_t clock_hz = 48000000;
 };
 
@@ -157,9 +157,14 @@ struct UartDeserializer {         // samples the SoC's uart_tx
     }
 };
 
+static int64_t now_ms() {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 int main(int argc, char **argv) {
     Options opt = parse(argc, argv);
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
     signal(SIGPIPE, SIG_IGN);
@@ -232,20 +237,26 @@ int main(int argc, char **argv) {
             ssize_t n = read(0, &c, 1);
             if (n == 0) return true;              // EOF: the parent closed our stdin or died
         }
-        return getppid() == 1;
+        return false;
     };
 
+    // The harness sleeps when nothing can happen without input: the link is idle, or a partial frame
+    // has waited WAIT_LIMIT_MS of wall time (it normally times out well before; with the timeout off it
+    // would otherwise spin forever).
+    const int64_t WAIT_LIMIT_MS = 500;
+    int64_t last_input_ms = now_ms();
     while (!g_stop) {
-        bool link_busy = !top->link_idle || ser.busy() || des.busy();
-        if (inq.empty() && outq.empty() && !link_busy) {
+        bool line_busy = ser.busy() || des.busy();
+        bool waiting_long = top->link_receiving && now_ms() - last_input_ms > WAIT_LIMIT_MS;
+        if (inq.empty() && outq.empty() && !line_busy && (top->link_idle || waiting_long)) {
             struct pollfd fds[2] = {{master, POLLIN, 0}, {0, POLLIN, 0}};
-            int r = poll(fds, 2, 1);
+            int r = poll(fds, 2, 10);
             if (r < 0 && errno != EINTR) break;
-            if (fds[1].revents) { if (parent_gone()) break; }
+            if (fds[1].revents && parent_gone()) break;
             if (fds[0].revents & POLLIN) fill_in();
             follow_line_rate();
             if (inq.empty()) {
-                // Idle: let simulated time pass at a bounded rate so timeouts and counters advance.
+                // Let simulated time pass at a small bounded rate so counters and timeouts still move.
                 for (uint64_t i = 0; i < opt.idle_cycles && !g_stop; i++) {
                     top->clk = 0; top->eval(); top->clk = 1; top->eval(); cycle++;
                 }
@@ -254,10 +265,14 @@ int main(int argc, char **argv) {
         }
         if (cycle - last_poll >= 256 || (inq.empty() && cycle - last_poll >= 16)) {
             last_poll = cycle;
-            if (inq.size() < 4096) fill_in();
+            size_t before = inq.size();
+            if (before < 4096) fill_in();
+            if (inq.size() != before) last_input_ms = now_ms();
             if (!outq.empty()) flush_out();
-            if ((cycle & 0xFFFFF) == 0 && parent_gone()) break;
-            if ((cycle & 0xFFF) < 256) follow_line_rate();
+            if ((cycle & 0xFFF) < 256) {
+                follow_line_rate();
+                if (parent_gone()) break;
+            }
         }
         top->clk = 0;
         if (opt.uart) {

@@ -208,6 +208,10 @@ class FaultyTransport(VirtualTimeTransport):
         self.writes = []     # every request as the client sent it (before faults), if `log` is set
         self.log = False
 
+    @property
+    def seconds_per_byte(self):
+        return 10 / self.baud
+
     def _advance(self, seconds):
         self.now += max(0.0, seconds)
         if not self.model.idle and self.now - self._last_rx >= self.resync_timeout:

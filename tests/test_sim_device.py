@@ -102,13 +102,38 @@ def test_bit_level_uart_path():
 
 
 def test_runtime_baud_change():
+    from tensornic.rtl.uart import divisor_for
     with tensornic.open("sim-uart") as dev:
         dev.set_baud(1_000_000)
         base, _ = dev.regions["scratch"]
-        dev.write(base, b"slow" * 64)
-        assert dev.read(base, 256) == b"slow" * 64
-        from tensornic.rtl.uart import divisor_for
+        data = os.urandom(4096)            # a full-size transfer: timeouts must follow the new rate
+        dev.write(base, data)
+        assert dev.read(base, 4096) == data
         assert dev.read_reg("uart_divisor") == divisor_for(SIM_CONFIG.clock_hz, 1_000_000)
+        # The old rate no longer works: the device really switched.
+        dev.transport.set_baud(SIM_CONFIG.baud)
+        with pytest.raises((tensornic.DeviceTimeout, tensornic.LinkError)):
+            dev.link.retries = 1
+            dev.link.nop()
+
+
+def test_no_single_write_locks_the_host_out(dev):
+    with pytest.raises(ValueError, match="accepts"):
+        dev.write_reg("uart_divisor", 8)                 # 0.5 cycles per bit
+    with pytest.raises(TypeError):
+        dev.write_reg("test_word", 1.5)
+    # Past the host's checks, the device itself ignores an out-of-range divisor ...
+    divisor = dev.read_reg("uart_divisor")
+    dev.link.write(dev.register_address("uart_divisor"), (8).to_bytes(4, "little"))
+    assert dev.read_reg("uart_divisor") == divisor
+    # ... and an idle timeout shorter than a byte is stretched to a few byte times, so frames still pass.
+    dev.write_reg("link_resync_cycles", 1)
+    try:
+        base, _ = dev.regions["scratch"]
+        dev.write(base, b"still here")
+        assert dev.read(base, 10) == b"still here"
+    finally:
+        dev.write_reg("link_resync_cycles", SIM_CONFIG.resync_cycles)
 
 
 def test_wrong_baud_is_a_named_error():
