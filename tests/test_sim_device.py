@@ -204,3 +204,14 @@ def _alive(pid):
             return f.read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_device_outlives_the_thread_that_opened_it():
+    import threading
+    holder = {}
+    opener = threading.Thread(target=lambda: holder.update(dev=tensornic.open("sim")))
+    opener.start()
+    opener.join()
+    with holder["dev"] as dev:
+        dev.write_reg("test_word", 7)
+        assert dev.read_reg("test_word") == 7
