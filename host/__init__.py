@@ -23,21 +23,28 @@ def open(target="sim", *, baud=None, timeout=0.25, retries=10, check_map=True, s
     """Open a tensornic device.
 
     target: "sim" (Verilated SoC behind a pty, bytes fed to the bridge directly), "sim-uart" (the same with
-    the bit-level UART path), or a serial port path such as "/dev/ttyUSB0".
+    the bit-level UART path), "emulator" (the bit-exact Python model, in process, no simulator), or a
+    serial port path such as "/dev/ttyUSB0".
     baud: the host's line rate (default: 3 Mbaud; a board's default is in docs/boards.md). With "sim-uart"
     the simulated cable runs at this rate, so a wrong one fails as it would on a board.
     timeout, retries: per-transaction response timeout (s, grows with the transfer size) and retry count.
     check_map: refuse a device whose register-map hash differs from this package's (keep True).
     status: optional callable(str) told about slow steps (building the simulator).
     """
-    if target in SIM_TARGETS:
+    if target == "emulator":
+        from .emulator import EmulatorTransport
+        if options:
+            raise TypeError(f"unexpected options for the emulator: {sorted(options)}")
+        transport = EmulatorTransport()
+    elif target in SIM_TARGETS:
         from .sim.device import SimTransport
         transport = SimTransport(mode=SIM_TARGETS[target], baud=baud, status=status, **options)
     else:
         if options:
             raise TypeError(f"unexpected options for a serial port: {sorted(options)}")
         if not isinstance(target, str) or not target:
-            raise TransportError(f"target must be 'sim', 'sim-uart' or a serial port path, not {target!r}")
+            raise TransportError(f"target must be 'sim', 'sim-uart', 'emulator' or a serial port path, "
+                                 f"not {target!r}")
         if not target.startswith(("socket://", "rfc2217://", "loop://")) and not _os.path.exists(target):
             raise TransportError(
                 f"serial port {target!r} does not exist. Is the board plugged in? "

@@ -1,4 +1,6 @@
-"""End to end: host → pyserial → pty → Verilated SoC, through the same code path as a board."""
+"""End to end: host → pyserial → pty → Verilated SoC, through the same code path as a board.
+
+Tests taking the `dev` fixture run against every back end: the simulated device and the emulator."""
 
 import os
 import signal
@@ -15,9 +17,9 @@ from tensornic.rtl import memory_map as mm
 from tensornic.sim.device import SIM_CONFIG
 
 
-@pytest.fixture(scope="module")
-def dev():
-    with tensornic.open("sim") as device:
+@pytest.fixture(scope="module", params=["sim", "emulator"])
+def dev(request):
+    with tensornic.open(request.param) as device:
         yield device
 
 
