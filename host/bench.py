@@ -87,7 +87,12 @@ def bench_spine(quick=False):
     return results
 
 
-BENCHMARKS = {"spine": bench_spine}
+def bench_formats(quick=False):
+    from .bench_formats import bench_formats as run
+    return run(quick=quick)
+
+
+BENCHMARKS = {"spine": bench_spine, "formats": bench_formats}
 
 
 def _format(value, unit):

@@ -12,12 +12,20 @@ from . import verilator as vl
 
 def designs():
     """(name, factory) of each design that goes to Verilator or a board."""
+    from ..rtl.bf16 import Bf16Decoder, Bf16Encoder
+    from ..rtl.fp32_add import Fp32Adder
+    from ..rtl.mxint8 import MxInt8Decoder, MxInt8Encoder
     from ..rtl.soc import Soc
     from ..rtl.uart import UartPhy
     return [
         ("soc", lambda: Soc()),
         ("soc_sim", lambda: Soc(byte_port=True)),
         ("uart_phy", lambda: UartPhy()),
+        ("fp32_add_x2", lambda: Fp32Adder(2)),
+        ("bf16_encoder_x2", lambda: Bf16Encoder(2)),
+        ("bf16_decoder_x2", lambda: Bf16Decoder(2)),
+        ("mxint8_encoder_k16_x3", lambda: MxInt8Encoder(16, 3)),
+        ("mxint8_decoder_x3", lambda: MxInt8Decoder(32, 3)),
     ]
 
 

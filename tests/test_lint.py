@@ -1,7 +1,9 @@
+import pytest
+
 from tensornic.sim.lint import designs, lint
 
 
-def test_generated_verilog_is_lint_clean():
+@pytest.mark.parametrize("name, factory", designs(), ids=[name for name, _ in designs()])
+def test_generated_verilog_is_lint_clean(name, factory):
     # -Wall with only the named waivers of sim/verilator.py: a new kind of warning fails here.
-    for name, factory in designs():
-        assert lint(name, factory()) == "", name
+    assert lint(name, factory()) == ""
