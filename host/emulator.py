@@ -11,6 +11,8 @@ at the configured clock.
 
 import time
 
+import numpy as np
+
 from .link_model import LinkModel, MemoryRegion
 from .rtl import memory_map as mm
 from .rtl.link_format import RESPONSE_HEADER_BYTES, CRC_BYTES, WORD_BYTES
@@ -131,3 +133,66 @@ class EmulatorTransport(Transport):
 
     def close(self):
         self._rx.clear()
+
+
+# -- the all-reduce NIC's semantics ---------------------------------------------------------------------------
+
+#: Wire codecs of the ring, by name: each maps an FP32 chunk to what the next node decodes.
+CODECS = ("fp32", "bf16", "mxint8")
+
+
+def codec_round_trip(values, codec, mx_block=32):
+    """D(E(values)): what a node receives when its neighbour sends `values` (float32) with `codec`."""
+    from . import formats
+    if codec == "fp32":
+        return values
+    if codec == "bf16":
+        return formats.bf16_decode(formats.bf16_encode(values))
+    if codec == "mxint8":
+        return formats.mxint8_decode(*formats.mxint8_encode(values, mx_block), mx_block)
+    raise ValueError(f"unknown codec {codec!r}; the NIC's codecs are {', '.join(CODECS)}")
+
+
+def allreduce(xs, rs_codec="fp32", ag_codec="fp32", mx_block=32):
+    """The NIC's ring all-reduce, exactly (docs/allreduce.md): one float32 result per rank, all identical.
+
+    n ranks, node i sends to node (i+1) mod n. The vectors are zero-padded to a multiple of n·mx_block and
+    cut into n chunks. Reduce-scatter: chunk c starts at node c as its own value; each following node j
+    computes p ← fp32_add(D_rs(E_rs(p)), x_j[chunk c]); node c−1 ends with the total T_c. All-gather: every
+    node, node c−1 included, sets result[chunk c] = D_ag(E_ag(T_c)). The padding is removed.
+    """
+    from . import formats
+    from .rtl.format_constants import MX_BLOCK_SIZES
+
+    if mx_block not in MX_BLOCK_SIZES:
+        raise ValueError(f"mx_block must be one of {MX_BLOCK_SIZES}, not {mx_block!r}")
+    for name, codec in (("rs_codec", rs_codec), ("ag_codec", ag_codec)):
+        if codec not in CODECS:
+            raise ValueError(f"{name}={codec!r}: the NIC's codecs are {', '.join(CODECS)}")
+    xs = list(xs)
+    if not xs:
+        raise ValueError("allreduce needs at least one rank's vector")
+    for rank, x in enumerate(xs):
+        if not isinstance(x, np.ndarray) or x.dtype != np.float32 or x.ndim != 1:
+            raise TypeError(f"rank {rank}: expected a 1-D float32 numpy array, got "
+                            f"{getattr(x, 'dtype', type(x).__name__)} with shape {getattr(x, 'shape', '?')}; "
+                            "convert with np.asarray(x, dtype=np.float32).ravel()")
+    length = xs[0].size
+    if any(x.size != length for x in xs):
+        raise ValueError(f"every rank must contribute the same length; got {[x.size for x in xs]}")
+    n = len(xs)
+    unit = n * mx_block
+    padded = -(-length // unit) * unit
+    chunk = padded // n
+    data = np.zeros((n, padded), dtype=np.float32)
+    for rank, x in enumerate(xs):
+        data[rank, :length] = x
+    result = np.empty(padded, dtype=np.float32)
+    for c in range(n):
+        span = slice(c * chunk, (c + 1) * chunk)
+        partial = data[c, span]
+        for step in range(1, n):
+            j = (c + step) % n
+            partial = formats.fp32_add(codec_round_trip(partial, rs_codec, mx_block), data[j, span])
+        result[span] = codec_round_trip(partial, ag_codec, mx_block)
+    return [result[:length].copy() for _ in range(n)]
