@@ -30,12 +30,15 @@ def open(target="sim", *, baud=None, timeout=0.25, retries=10, check_map=True, s
     timeout, retries: per-transaction response timeout (s, grows with the transfer size) and retry count.
     check_map: refuse a device whose register-map hash differs from this package's (keep True).
     status: optional callable(str) told about slow steps (building the simulator).
+    config: (simulator and emulator) the SocConfig to build or model, e.g. `engine_sim_config()` from
+    tensornic.engine for a device with the contraction engine.
     """
     if target == "emulator":
-        from .emulator import EmulatorTransport
+        from .emulator import EmulatedDevice, EmulatorTransport
+        config = options.pop("config", None)
         if options:
-            raise TypeError(f"unexpected options for the emulator: {sorted(options)}")
-        transport = EmulatorTransport()
+            raise TypeError(f"unexpected options for the emulator: {sorted(options)} (it takes config=)")
+        transport = EmulatorTransport(EmulatedDevice(config) if config is not None else None)
     elif target in SIM_TARGETS:
         from .sim.device import SimTransport
         transport = SimTransport(mode=SIM_TARGETS[target], baud=baud, status=status, **options)

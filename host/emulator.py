@@ -3,7 +3,8 @@
 `tensornic.open("emulator")` gives a `Device` on `EmulatorTransport(EmulatedDevice(config))`: the same
 memory map and ID ROM (from rtl/memory_map.py), the same link rules (host/link_model.py, checked byte for
 byte against the gateware bridge in sim/test_bridge.py), the same registers with the same write ranges.
-Engines add their models here as they land, so everything runs with no simulator at all.
+Engines add their models here as they land, so everything runs with no simulator at all: the contraction
+engine's registers and queue (host/engine_emulator.py) execute descriptors with the golden model.
 
 What it does not model: UART timing and its error counters (always 0); the cycle counter follows wall time
 at the configured clock.
@@ -73,6 +74,12 @@ class EmulatedDevice:
             else:
                 regions.append(MemoryRegion(region.name, region.base, region.size, region.read_only))
         self.regions = {r.name: r for r in regions}
+        if "engine" in self.regions:
+            from .engine_emulator import EngineRegion
+            engine = EngineRegion(self.memory_map.region("engine"), config)
+            engine.attach(self.regions["engine_desc"], self.regions["tensor"])
+            self.regions["engine"] = engine
+            regions = [engine if r.name == "engine" else r for r in regions]
         self.link = LinkModel(regions, max_transfer=config.max_transfer)
 
     def cycles(self):
@@ -139,6 +146,9 @@ class EmulatorTransport(Transport):
 
 #: Wire codecs of the ring, by name: each maps an FP32 chunk to what the next node decodes.
 CODECS = ("fp32", "bf16", "mxint8")
+#: Codecs the emulator also models for comparison but the gateware does not implement: MXINT8 with
+#: truncation (floor) instead of rounding, as in Ma et al.'s NIC.
+COMPARISON_CODECS = ("mxint8-trunc",)
 
 
 def codec_round_trip(values, codec, mx_block=32):
@@ -150,7 +160,10 @@ def codec_round_trip(values, codec, mx_block=32):
         return formats.bf16_decode(formats.bf16_encode(values))
     if codec == "mxint8":
         return formats.mxint8_decode(*formats.mxint8_encode(values, mx_block), mx_block)
-    raise ValueError(f"unknown codec {codec!r}; the NIC's codecs are {', '.join(CODECS)}")
+    if codec == "mxint8-trunc":
+        return formats.mxint8_decode(*formats.mxint8_encode(values, mx_block, rounding="truncate"), mx_block)
+    raise ValueError(f"unknown codec {codec!r}; the NIC's codecs are {', '.join(CODECS)} "
+                     f"(and, emulator only, {', '.join(COMPARISON_CODECS)})")
 
 
 def allreduce(xs, rs_codec="fp32", ag_codec="fp32", mx_block=32):
@@ -167,8 +180,9 @@ def allreduce(xs, rs_codec="fp32", ag_codec="fp32", mx_block=32):
     if mx_block not in MX_BLOCK_SIZES:
         raise ValueError(f"mx_block must be one of {MX_BLOCK_SIZES}, not {mx_block!r}")
     for name, codec in (("rs_codec", rs_codec), ("ag_codec", ag_codec)):
-        if codec not in CODECS:
-            raise ValueError(f"{name}={codec!r}: the NIC's codecs are {', '.join(CODECS)}")
+        if codec not in CODECS + COMPARISON_CODECS:
+            raise ValueError(f"{name}={codec!r}: the NIC's codecs are {', '.join(CODECS)} "
+                             f"(and, emulator only, {', '.join(COMPARISON_CODECS)})")
     xs = list(xs)
     if not xs:
         raise ValueError("allreduce needs at least one rank's vector")

@@ -105,8 +105,12 @@ def bf16_decode(u) -> np.ndarray:
 
 # --- MXINT8 --------------------------------------------------------------------------------------------------
 
-def mxint8_encode(x, block: int = MX_DEFAULT_BLOCK):
+def mxint8_encode(x, block: int = MX_DEFAULT_BLOCK, rounding: str = "nearest"):
     """float32 vector → (scales: uint8 per block, elements: int8 per value), OCP MX v1.0 MXINT8.
+
+    `rounding="truncate"` models, for comparison only, the block format of Ma et al.'s NIC: the scaled
+    two's-complement value is truncated (an arithmetic shift, i.e. floor) instead of rounded; the gateware
+    always rounds to nearest even.
 
     Per block of `block` consecutive values V: e = floor(log2(max |V|)) clamped to [−127, 127] (−127 for an
     all-zero block); scale byte e + 127; q = round-half-to-even(V · 2**(6 − e)) clamped to [−127, 127].
@@ -114,6 +118,8 @@ def mxint8_encode(x, block: int = MX_DEFAULT_BLOCK):
     (scaling by a power of two, then one rounding).
     """
     block = _block_size(block)
+    if rounding not in ("nearest", "truncate"):
+        raise ValueError(f"rounding={rounding!r}: use 'nearest' (the NIC's) or 'truncate' (for comparison)")
     x = _vector(_array(x, np.float32, "x"), "x")
     if x.size % block:
         raise ValueError(f"x has {x.size} values, not a multiple of the block size {block}")
@@ -126,7 +132,8 @@ def mxint8_encode(x, block: int = MX_DEFAULT_BLOCK):
     e = np.where(amax > 0, exponent - 1, MX_SCALE_MIN_EXP)
     e = np.clip(e, MX_SCALE_MIN_EXP, MX_SCALE_MAX_EXP)
     scaled = np.ldexp(safe, (MX_ELEMENT_FRAC_BITS - e)[:, None])
-    q = np.clip(np.rint(scaled), -MX_ELEMENT_MAX, MX_ELEMENT_MAX)     # np.rint: ties to even
+    rounded = np.rint(scaled) if rounding == "nearest" else np.floor(scaled)   # np.rint: ties to even
+    q = np.clip(rounded, -MX_ELEMENT_MAX, MX_ELEMENT_MAX)
     q = np.where(finite[:, None], q, 0).astype(np.int8).reshape(-1)
     scales = np.where(finite, e + MX_SCALE_BIAS, MX_SCALE_NAN).astype(np.uint8)
     return scales, q

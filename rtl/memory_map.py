@@ -35,9 +35,23 @@ class SocConfig:
     baud: int = 3_000_000
     scratch_bytes: int = 64 * 1024
     max_transfer: int = 4096
+    #: Contraction engine (docs/contraction-engine.md): array rows × cols (0 × 0: no engine), input bits,
+    #: loops per descriptor, tile (scratchpad) and K-chunk sizes, queue slots, tensor memory bytes.
+    engine_rows: int = 0
+    engine_cols: int = 0
+    engine_width: int = 8
+    engine_loops: int = 8
+    engine_tile_m: int = 64
+    engine_tile_n: int = 64
+    engine_chunk_k: int = 256
+    engine_queue: int = 4
+    tensor_bytes: int = 0
 
     #: field name → ROM tag (4 ASCII characters). Later engines append their parameters here.
-    TAGS = {"clock_hz": "CLKH", "baud": "BAUD", "scratch_bytes": "SCRB", "max_transfer": "MXFR"}
+    TAGS = {"clock_hz": "CLKH", "baud": "BAUD", "scratch_bytes": "SCRB", "max_transfer": "MXFR",
+            "engine_rows": "ENGR", "engine_cols": "ENGC", "engine_width": "ENGW", "engine_loops": "ENGL",
+            "engine_tile_m": "ENTM", "engine_tile_n": "ENTN", "engine_chunk_k": "ENKC",
+            "engine_queue": "ENGQ", "tensor_bytes": "TNSB"}
 
     def __post_init__(self):
         if self.clock_hz < 1_000_000:
@@ -49,6 +63,31 @@ class SocConfig:
             raise ValueError(f"scratch_bytes={self.scratch_bytes} must be a power of two ≥ 4096")
         if not (4 <= self.max_transfer <= 0xFFFC) or self.max_transfer % WORD_BYTES:
             raise ValueError(f"max_transfer={self.max_transfer} must be a multiple of 4 in 4…65532")
+        if self.has_engine:
+            # The engine checks the rest of its parameters itself (rtl/contraction_engine.py).
+            if self.engine_rows < 1 or self.engine_cols < 1:
+                raise ValueError(f"engine array {self.engine_rows}×{self.engine_cols}: both sides must be ≥ 1 "
+                                 f"(or both 0 for no engine)")
+            if self.tensor_bytes < 4096 or self.tensor_bytes & (self.tensor_bytes - 1):
+                raise ValueError(f"tensor_bytes={self.tensor_bytes} must be a power of two ≥ 4096 "
+                                 f"when the SoC has an engine")
+
+    @property
+    def has_engine(self) -> bool:
+        return bool(self.engine_rows or self.engine_cols)
+
+    def engine_params(self) -> dict:
+        """Keyword arguments of rtl.contraction_engine.ContractionEngine for this configuration."""
+        return dict(rows=self.engine_rows, cols=self.engine_cols, width=self.engine_width,
+                    loops=self.engine_loops, tile_m=self.engine_tile_m, tile_n=self.engine_tile_n,
+                    chunk_k=self.engine_chunk_k, queue=self.engine_queue, tensor_bytes=self.tensor_bytes)
+
+    @property
+    def engine_scratch_bytes(self) -> dict:
+        """Scratchpad sizes (bytes, both halves of each double buffer) implied by the parameters."""
+        eb = self.engine_width // 8
+        return {"a": 2 * self.engine_tile_m * self.engine_chunk_k * eb,
+                "b": 2 * self.engine_chunk_k * self.engine_tile_n * eb}
 
     @property
     def resync_cycles(self) -> int:
@@ -261,4 +300,11 @@ def soc_memory_map(config: SocConfig) -> MemoryMap:
         registers.append(reg)
     builder.add_registers("csr", registers, "Control and status registers of the spine.")
     builder.add_memory("scratch", config.scratch_bytes, "Scratch memory for bulk transfers and tests.")
+    if config.has_engine:
+        from . import contraction_format as cf
+        builder.add_registers("engine", cf.engine_registers(), "Contraction engine: control, status, counters.")
+        builder.add_memory("engine_desc", config.engine_queue * cf.DESC_SLOT_WORDS * WORD_BYTES,
+                           "Contraction engine descriptor queue: one slot of 64 words per entry.")
+        builder.add_memory("tensor", config.tensor_bytes,
+                           "Tensor memory: the engine's operands and results (also read/written by the host).")
     return builder.build(config)

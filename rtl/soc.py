@@ -1,4 +1,5 @@
-"""The SoC top: UART → host bridge → bus → ID ROM, control/status registers, scratch memory.
+"""The SoC top: UART → host bridge → bus → ID ROM, control/status registers, scratch memory, and (when the
+configuration has one) the contraction engine with its tensor memory.
 
 The same `Soc` goes into every board (which wraps its `uart_rx`/`uart_tx` in I/O buffers) and into the
 simulated device. With `byte_port=True` (simulation only) it also exposes the bridge's byte streams
@@ -6,7 +7,7 @@ directly, selected by `use_byte_port`, so a harness can skip bit-level UART timi
 map is identical either way.
 """
 
-from amaranth import Module, Signal
+from amaranth import C, Module, Signal
 from amaranth.lib import wiring, stream
 from amaranth.lib.wiring import In, Out, connect
 
@@ -50,6 +51,20 @@ class Soc(wiring.Component):
         connect(m, decoder.id, rom.bus)
         connect(m, decoder.csr, csr.bus)
         connect(m, decoder.scratch, scratch.bus)
+        engine_busy = C(0, 1)
+        if cfg.has_engine:
+            from .contraction_engine import ContractionEngine
+            from .tensor_memory import TensorMemory
+            m.submodules.engine = engine = ContractionEngine(**cfg.engine_params())
+            m.submodules.tensor = tensor = TensorMemory(cfg.tensor_bytes)
+            connect(m, decoder.engine, engine.regs)
+            connect(m, decoder.engine_desc, engine.desc)
+            connect(m, decoder.tensor, tensor.bus)
+            connect(m, engine.ld_req, tensor.ld_req)
+            connect(m, tensor.ld_resp, engine.ld_resp)
+            connect(m, engine.wb_req, tensor.wb_req)
+            connect(m, tensor.wb_resp, engine.wb_resp)
+            engine_busy = engine.busy
 
         # Host byte path: the UART, or (simulation) the harness's byte streams.
         m.d.comb += uart.rx.eq(self.uart_rx)
@@ -74,7 +89,7 @@ class Soc(wiring.Component):
             m.d.sync += [divisor.eq(csr.uart_divisor), pending.eq(0)]
         m.d.comb += uart.divisor.eq(divisor)
         if self.byte_port:
-            m.d.comb += [self.link_idle.eq(bridge.idle & uart.idle & ~pending),
+            m.d.comb += [self.link_idle.eq(bridge.idle & uart.idle & ~pending & ~engine_busy),
                          self.link_receiving.eq(bridge.receiving & uart.idle)]
 
         # The idle timeout never undercuts two byte-times (here 2 × divisor ≈ 3.2 byte-times at 10 bits

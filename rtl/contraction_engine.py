@@ -1,0 +1,1032 @@
+"""The tensor-contraction engine: descriptor queue, validator, tiling sequencer, operand loader, systolic
+array feeder, drain and write-back. docs/contraction-engine.md describes the descriptor and registers.
+
+Dataflow (each stage runs concurrently, decoupled by FIFOs and double buffers):
+
+1. **Queue and validator.** The host writes descriptors into `desc` memory slots and pokes `submit`. The
+   validator reads the oldest one, multiplies (extent − 1)·stride per loop and operand (shift-add), checks
+   every address bound, alignment and stride (EngineStatus codes) and computes the address generator's
+   jumps. A rejected descriptor halts the engine before any memory access; `control` bit 0 clears it.
+2. **Tile producer.** D is cut into tiles of up to `tile_m`×`tile_n` elements of the flattened M and N
+   indices and K into chunks of up to `chunk_k`. Per tile the address generator fills offset tables (M, N:
+   double-buffered by tile; K: once per descriptor when K ≤ chunk_k). The loader then fills an A panel
+   (tile_m × chunk_k) and a B panel (chunk_k × tile_n) in double-buffered banked scratchpads through the
+   64-bit `ld` port, in runs of up to 8 bytes whenever the panel's inner index is contiguous in memory
+   (along K, or along M/N — whichever the layout offers), one element per request otherwise.
+   An A panel is reused for all tiles of a tile row when K fits one chunk.
+3. **Feeder + array.** Each job (tile, chunk) is computed as R×C sub-tiles; each sub-tile streams its
+   chunk's k-steps into the output-stationary array (intervals padded to ≥ R steps). Partial tiles and
+   chunks (shapes not multiples of R, C, tile or chunk sizes) are handled by masks; no host padding.
+4. **Drain and write-back.** Shadow values leave the array column by column; the difference from each
+   cell's previous shadow is the sub-tile's sum (see rtl/systolic.py). The write-back adds C (first
+   chunk, if `accumulate`) or the partial D (later chunks) read through the `wb` port and writes D.
+
+Memory ports (valid/ready streams, in-order responses, any latency): `ld_req` (64-bit word address) →
+`ld_resp` (64-bit data); `wb_req` (32-bit word address, write flag, data) → `wb_resp` (read data).
+"""
+
+from amaranth import Module, Signal, Mux, Cat, Const, signed, unsigned
+from amaranth.hdl import ResetInserter
+from amaranth.lib import wiring, stream, data, memory, fifo
+from amaranth.lib.wiring import In, Out
+
+from . import contraction_format as cf
+from .address_gen import AddressGenerator
+from .bus import BusSignature
+from .memory_map import MemoryMapBuilder
+from .systolic import SystolicArray
+
+__all__ = ["ContractionEngine", "EngineCore", "engine_register_region", "WbRequest"]
+
+SCRATCH_WORD_BYTES = 8      # scratchpad word and ld port word
+LD_OUTSTANDING = 8
+WB_OUTSTANDING = 4
+ABORT_CYCLES = 16
+
+
+def engine_register_region():
+    builder = MemoryMapBuilder()
+    return builder.add_registers("engine", cf.engine_registers(), "Contraction engine registers.")
+
+
+def WbRequest(addr_bits):
+    return data.StructLayout({"addr": unsigned(addr_bits), "write": unsigned(1), "data": unsigned(32)})
+
+
+def _table_addr(parity, index, size):
+    """Entry `index` of the half `parity` of a double-buffered table of 2·size entries."""
+    return Mux(parity, index + size, index)
+
+
+def _log2(value, what):
+    if value < 1 or value & (value - 1):
+        raise ValueError(f"{what}={value} must be a power of two")
+    return value.bit_length() - 1
+
+
+class EngineCore(wiring.Component):
+    """Everything but the register bank and descriptor memory (those live in ContractionEngine)."""
+
+    def __init__(self, *, rows=8, cols=8, width=8, loops=8, tile_m=64, tile_n=64, chunk_k=256, queue=4,
+                 tensor_bytes=256 * 1024, mult="auto"):
+        if width not in (8, 16):
+            raise ValueError(f"width must be 8 or 16, not {width}")
+        if not 6 <= loops <= (cf.DESC_SLOT_WORDS - cf.DESC_LOOPS) // cf.LOOP_WORDS:
+            raise ValueError(f"loops={loops} must be in 6…{(cf.DESC_SLOT_WORDS - cf.DESC_LOOPS) // cf.LOOP_WORDS}")
+        if tile_m % rows or tile_n % cols or tile_m < rows or tile_n < cols:
+            raise ValueError(f"tile {tile_m}×{tile_n} must be a positive multiple of the {rows}×{cols} array")
+        self.eb = width // 8
+        self.lanes = SCRATCH_WORD_BYTES // self.eb
+        if chunk_k % self.lanes or chunk_k < self.lanes:
+            raise ValueError(f"chunk_k={chunk_k} must be a positive multiple of {self.lanes}")
+        _log2(queue, "queue")
+        self.addr_bits = _log2(tensor_bytes, "tensor_bytes")
+        if not 12 <= self.addr_bits <= 30:
+            raise ValueError(f"tensor_bytes={tensor_bytes} must be 4 KiB…1 GiB")
+        self.rows, self.cols, self.width, self.loops = rows, cols, width, loops
+        self.tile_m, self.tile_n, self.chunk_k, self.queue = tile_m, tile_n, chunk_k, queue
+        self.tensor_bytes, self.mult = tensor_bytes, mult
+        self.offset_bits = self.addr_bits + 2
+        self.rem_bits = max(tile_m, tile_n, chunk_k).bit_length()
+        super().__init__({
+            "desc_addr": Out(range(queue * cf.DESC_SLOT_WORDS)),
+            "desc_data": In(32),
+            "queue_count": In(range(queue + 1)),
+            "take": Out(1),                  # the validator consumed the oldest queue slot
+            "head": In(range(queue)),
+            "seq": In(32),                   # sequence number of the oldest queued descriptor
+            "ld_req": Out(stream.Signature(unsigned(self.addr_bits - 3))),
+            "ld_resp": In(stream.Signature(unsigned(64))),
+            "wb_req": Out(stream.Signature(WbRequest(self.addr_bits - 2))),
+            "wb_resp": In(stream.Signature(unsigned(32))),
+            "busy": Out(1),
+            "error": Out(1),
+            "error_code": Out(4),
+            "error_index": Out(32),
+            "completed": Out(1),             # strobe: a descriptor finished
+            "mac_add": Out(range(rows * cols + 1)),   # useful MACs issued this cycle
+            "array_step": Out(1),
+            "stall_operand": Out(1),
+            "stall_drain": Out(1),
+            "stall_bus": Out(1),
+        })
+
+    # ---------------------------------------------------------------------------------------------------
+    def elaborate(self, platform):
+        m = Module()
+        self._backend_busy = Signal(name="backend_busy")
+        R, C, L, P, eb = self.rows, self.cols, self.loops, self.lanes, self.eb
+        AW, OB, RB = self.addr_bits, self.offset_bits, self.rem_bits
+        tm, tn = self.tile_m // R, self.tile_n // C
+        KW = self.chunk_k // P                       # scratch words per panel row
+        Tm, Tn, Kc = self.tile_m, self.tile_n, self.chunk_k
+
+        # ===== prepared descriptor (written by the validator, read by the tile producer) =====
+        extent = Signal(data.ArrayLayout(unsigned(cf.EXTENT_BITS), L))
+        role = Signal(data.ArrayLayout(unsigned(2), L))
+        base = Signal(data.ArrayLayout(unsigned(32), 4))        # a, b, c, d (bytes)
+        accumulate = Signal()
+        fence = Signal()
+
+        m.submodules.walker = walker = AddressGenerator(loops=L, slots=cf.SLOTS, offset_bits=OB, rem_bits=RB)
+
+        # ===== validator =====
+        PW = cf.EXTENT_BITS + AW + 3                             # |(extent−1)·stride| < 2^(16+AW)
+        SW = PW + 4
+        v_go = Signal()                                          # prepared descriptor ready for producer
+        producer_idle = Signal()
+        err = Signal()
+        err_code = Signal(4)
+        err_index = Signal(32)
+        m.d.comb += [self.error.eq(err), self.error_code.eq(err_code), self.error_index.eq(err_index)]
+
+        word = Signal(data.ArrayLayout(unsigned(32), cf.LOOP_WORDS))
+        fetch_idx = Signal(range(cf.LOOP_WORDS + 2))
+        group = Signal(range(L + 1))                            # 0: header, 1 + i: loop i
+        loop_i = Signal(range(L))
+        slot_base = Signal(range(self.queue * cf.DESC_SLOT_WORDS))
+        group_base = Signal(range(cf.DESC_SLOT_WORDS))           # first word of the group being read
+        m.d.comb += self.desc_addr.eq(slot_base + group_base + fetch_idx)
+        em1 = Signal(cf.EXTENT_BITS)
+        mul_count = Signal(range(cf.EXTENT_BITS + 1))
+        shifted = [Signal(signed(PW), name=f"v_shift_{x}") for x in cf.OPERANDS]
+        product = [Signal(signed(PW), name=f"v_prod_{x}") for x in cf.OPERANDS]
+        lo = [Signal(signed(SW), name=f"v_lo_{x}") for x in cf.OPERANDS]
+        hi = [Signal(signed(SW), name=f"v_hi_{x}") for x in cf.OPERANDS]
+        inner_sum = [[Signal(signed(SW), name=f"v_sum_r{r}_s{s}") for s in range(cf.SLOTS)] for r in range(3)]
+        errors = Signal(len(cf.EngineStatus))
+        check_op = Signal(2)
+        cur_ext = Signal(cf.EXTENT_BITS)
+        cur_role = Signal(2)
+        m.d.comb += [cur_ext.eq(word[0][:cf.EXTENT_BITS]), cur_role.eq(word[0][cf.ROLE_SHIFT:cf.ROLE_SHIFT + 2])]
+        stride = [word[1 + x].as_signed() for x in range(4)]
+
+        with m.FSM(name="validator") as validator_fsm:
+            with m.State("IDLE"):
+                with m.If(~err & producer_idle & ~v_go & (self.queue_count != 0)):
+                    m.d.sync += [slot_base.eq(self.head * cf.DESC_SLOT_WORDS), group.eq(0), fetch_idx.eq(0),
+                                 errors.eq(0), loop_i.eq(L - 1), group_base.eq(0)]
+                    m.d.sync += [v.eq(0) for v in lo + hi + [s for row in inner_sum for s in row]]
+                    m.next = "FETCH"
+            with m.State("FETCH"):
+                m.d.sync += fetch_idx.eq(fetch_idx + 1)
+                with m.Switch(fetch_idx):
+                    for k in range(1, cf.LOOP_WORDS + 1):
+                        with m.Case(k):
+                            m.d.sync += word[k - 1].eq(self.desc_data)
+                with m.If(fetch_idx == cf.LOOP_WORDS):
+                    m.d.sync += fetch_idx.eq(0)
+                    with m.If(group == 0):
+                        m.next = "HEADER"
+                    with m.Else():
+                        m.next = "MULTIPLY"
+            with m.State("HEADER"):
+                m.d.sync += [accumulate.eq(word[cf.DESC_FLAGS][0]), fence.eq(word[cf.DESC_FLAGS][1]),
+                             base[0].eq(word[cf.DESC_BASE_A]), base[1].eq(word[cf.DESC_BASE_B]),
+                             base[2].eq(word[cf.DESC_BASE_C]), base[3].eq(word[cf.DESC_BASE_D]),
+                             group.eq(L),                       # loops from the innermost outwards
+                             group_base.eq(cf.DESC_LOOPS + (L - 1) * cf.LOOP_WORDS)]
+                m.next = "FETCH"
+            with m.State("MULTIPLY"):
+                with m.If(mul_count == 0):
+                    m.d.sync += [em1.eq(Mux(cur_ext == 0, 0, cur_ext - 1)), mul_count.eq(1)]
+                    m.d.sync += [shifted[x].eq(stride[x]) for x in range(4)]
+                    m.d.sync += [product[x].eq(0) for x in range(4)]
+                with m.Else():
+                    m.d.sync += [em1.eq(em1 >> 1), mul_count.eq(mul_count + 1)]
+                    m.d.sync += [shifted[x].eq(shifted[x] << 1) for x in range(4)]
+                    with m.If(em1[0]):
+                        m.d.sync += [product[x].eq(product[x] + shifted[x]) for x in range(4)]
+                    with m.If(mul_count == cf.EXTENT_BITS):
+                        m.d.sync += mul_count.eq(0)
+                        m.next = "ACCUMULATE"
+            with m.State("ACCUMULATE"):
+                i = group - 1
+                with m.If(cur_ext == 0):
+                    m.d.sync += errors[cf.EngineStatus.ZERO_EXTENT].eq(1)
+                with m.If((cur_ext > 1) & (cur_role == 3)):
+                    m.d.sync += errors[cf.EngineStatus.BAD_ROLE].eq(1)
+                for x, op in enumerate(cf.OPERANDS):
+                    role_ok = Cat(*(cur_role == r for r in cf.OPERAND_ROLES[op])).any()
+                    uses = role_ok & (cur_ext > 1) & (accumulate if op == "c" else 1)
+                    with m.If(uses):
+                        with m.If((stride[x] <= -(1 << AW)) | (stride[x] >= (1 << AW))):
+                            m.d.sync += errors[cf.EngineStatus.STRIDE_RANGE].eq(1)
+                        with m.If(product[x] < 0):
+                            m.d.sync += lo[x].eq(lo[x] + product[x])
+                        with m.Else():
+                            m.d.sync += hi[x].eq(hi[x] + product[x])
+                # The loop's jumps, one per slot of its role (computed once, stored into loop i).
+                new_jump = Signal(data.ArrayLayout(signed(OB), cf.SLOTS))
+                for r, slots in cf.ROLE_SLOTS.items():
+                    with m.If(cur_role == r):
+                        for s, op in enumerate(slots):
+                            x = cf.OPERANDS.index(op)
+                            m.d.comb += new_jump[s].eq(stride[x] - inner_sum[r][s])
+                m.d.comb += [walker.jump_we.eq(1), walker.jump_addr.eq(i), walker.jump_data.eq(new_jump)]
+                with m.Switch(i):
+                    for li in range(L):
+                        with m.Case(li):
+                            m.d.sync += [extent[li].eq(cur_ext), role[li].eq(cur_role)]
+                for r, slots in cf.ROLE_SLOTS.items():
+                    with m.If(cur_role == r):
+                        for s, op in enumerate(slots):
+                            x = cf.OPERANDS.index(op)
+                            m.d.sync += inner_sum[r][s].eq(inner_sum[r][s] + product[x])
+                with m.If(group == 1):
+                    m.next = "CHECK"
+                with m.Else():
+                    m.d.sync += [group.eq(group - 1), group_base.eq(group_base - cf.LOOP_WORDS)]
+                    m.next = "FETCH"
+            with m.State("CHECK"):
+                # One operand per cycle (check_op 0…3): alignment and lowest/highest byte address.
+                ebs = [eb, eb, cf.ACC_BYTES, cf.ACC_BYTES]
+                b = Signal(32)
+                lo_x, hi_x = Signal(signed(SW)), Signal(signed(SW))
+                shift = Signal(2)
+                size = Signal(3)
+                in_use = Signal()
+                with m.Switch(check_op):
+                    for x, op in enumerate(cf.OPERANDS):
+                        with m.Case(x):
+                            m.d.comb += [b.eq(base[x]), lo_x.eq(lo[x]), hi_x.eq(hi[x]),
+                                         shift.eq(ebs[x].bit_length() - 1), size.eq(ebs[x]),
+                                         in_use.eq(accumulate if op == "c" else 1)]
+                low = Signal(signed(SW + 4))
+                high = Signal(signed(SW + 4))
+                m.d.comb += [low.eq(b + (lo_x << shift)), high.eq(b + (hi_x << shift) + size)]
+                misaligned = ((shift == 1) & b[0]) | ((shift == 2) & (b[:2] != 0))
+                with m.If(in_use):
+                    with m.If(misaligned):
+                        m.d.sync += errors[cf.EngineStatus.MISALIGNED].eq(1)
+                    with m.If((low < 0) | (high > self.tensor_bytes)):
+                        with m.Switch(check_op):
+                            for x, op in enumerate(cf.OPERANDS):
+                                with m.Case(x):
+                                    m.d.sync += errors[cf.EngineStatus[f"{op.upper()}_RANGE"]].eq(1)
+                m.d.sync += check_op.eq(check_op + 1)
+                with m.If(check_op == 3):
+                    m.d.sync += check_op.eq(0)
+                    m.next = "DECIDE"
+            with m.State("DECIDE"):
+                m.d.comb += self.take.eq(1)
+                code = Signal(4)
+                for c in reversed(range(1, len(cf.EngineStatus))):
+                    with m.If(errors[c]):
+                        m.d.comb += code.eq(c)
+                with m.If(errors.any()):
+                    m.d.sync += [err.eq(1), err_code.eq(code), err_index.eq(self.seq)]
+                    m.next = "IDLE"
+                with m.Else():
+                    m.next = "FENCE"
+            with m.State("FENCE"):
+                with m.If(~fence | ~self._backend_busy):
+                    m.d.sync += v_go.eq(1)
+                    m.next = "IDLE"
+
+        # ===== address generator and offset tables =====
+        m.d.comb += [walker.extent.eq(extent), walker.role.eq(role)]
+        entry = data.StructLayout({"off0": signed(OB), "rem0": unsigned(RB), "off1": signed(OB),
+                                   "rem1": unsigned(RB), "off2": signed(OB)})
+        m.submodules.m_table = m_table = memory.Memory(shape=entry, depth=2 * Tm, init=[])
+        m.submodules.n_table = n_table = memory.Memory(shape=entry, depth=2 * Tn, init=[])
+        m.submodules.k_table = k_table = memory.Memory(shape=entry, depth=Kc, init=[])
+        fill_ports = [t.write_port() for t in (m_table, n_table, k_table)]
+        m_ld, n_ld, k_ld = m_table.read_port(), n_table.read_port(), k_table.read_port()
+        m_wb, n_wb = m_table.read_port(), n_table.read_port()
+        fill_entry = Signal(entry)
+        m.d.comb += [fill_entry.off0.eq(walker.offset[0]), fill_entry.rem0.eq(walker.rem[0]),
+                     fill_entry.off1.eq(walker.offset[1]), fill_entry.rem1.eq(walker.rem[1]),
+                     fill_entry.off2.eq(walker.offset[2])]
+        for port in fill_ports:
+            m.d.comb += port.data.eq(fill_entry)
+
+        # ===== scratchpads =====
+        a_banks = [memory.Memory(shape=64, depth=2 * tm * KW, init=[]) for _ in range(R)]
+        b_banks = [memory.Memory(shape=64, depth=2 * tn * KW, init=[]) for _ in range(C)]
+        for i, mem in enumerate(a_banks):
+            m.submodules[f"a_bank{i}"] = mem
+        for j, mem in enumerate(b_banks):
+            m.submodules[f"b_bank{j}"] = mem
+        a_wr = [mem.write_port(granularity=8 * eb) for mem in a_banks]
+        b_wr = [mem.write_port(granularity=8 * eb) for mem in b_banks]
+        a_rd = [mem.read_port() for mem in a_banks]
+        b_rd = [mem.read_port() for mem in b_banks]
+
+        # ===== job FIFOs (producer → feeder, producer → write-back) =====
+        job = data.StructLayout({
+            "a_buf": 1, "b_buf": 1, "release_a": 1, "m_par": 1, "t_par": 1,
+            "tm_eff": range(Tm + 1), "tn_eff": range(Tn + 1), "kc_eff": range(Kc + 1),
+            "mi_count": range(tm + 1), "nj_count": range(tn + 1),      # sub-tile rows and columns
+            "first_chunk": 1, "release_m": 1, "release_n": 1, "desc_last": 1,
+            "accumulate": 1, "base_c": unsigned(AW - 2), "base_d": unsigned(AW - 2),
+        })
+        m.submodules.feed_jobs = feed_jobs = fifo.SyncFIFOBuffered(width=job.size, depth=2)
+        m.submodules.wb_jobs = wb_jobs = fifo.SyncFIFOBuffered(width=job.size, depth=4)
+        new_job = Signal(job)
+        push_job = Signal()
+        m.d.comb += [feed_jobs.w_data.eq(new_job), wb_jobs.w_data.eq(new_job),
+                     feed_jobs.w_en.eq(push_job), wb_jobs.w_en.eq(push_job)]
+
+        # Buffer/table ownership: set by the producer, cleared by the feeder (panels) / write-back (tables).
+        a_busy, b_busy, m_busy, n_busy = Signal(2), Signal(2), Signal(2), Signal(2)
+        a_set, b_set, m_set, n_set = Signal(2), Signal(2), Signal(2), Signal(2)
+        a_clr, b_clr, m_clr, n_clr = Signal(2), Signal(2), Signal(2), Signal(2)
+        for busy, s, c in ((a_busy, a_set, a_clr), (b_busy, b_set, b_clr), (m_busy, m_set, m_clr),
+                           (n_busy, n_set, n_clr)):
+            m.d.sync += busy.eq((busy | s) & ~c)
+
+        # ===== tile producer =====
+        a_buf, b_buf, m_par, t_par = Signal(), Signal(), Signal(), Signal()
+        new_m = Signal()
+        first_job = Signal()
+        single_chunk = Signal()
+        kc_idx_zero = Signal()                                    # the next job is chunk 0 of its tile
+        tm_eff, tn_eff, kc_eff = Signal(range(Tm + 1)), Signal(range(Tn + 1)), Signal(range(Kc + 1))
+        m_last, n_last, k_last = Signal(), Signal(), Signal()
+        fill_count = Signal(range(max(Tm, Tn, Kc) + 1))
+        blk_pos = Signal(range(max(R, C)))                       # position within an R (or C) block
+        mi_count, nj_count = Signal(range(tm + 1)), Signal(range(tn + 1))
+        need_a = Signal()
+        load_go = Signal()                                        # start the loader
+        load_done = Signal()                                      # loader finished (one cycle)
+        load_op = Signal()                                        # 0: A, 1: B
+
+        with m.FSM(name="producer"):
+            with m.State("IDLE"):
+                m.d.comb += producer_idle.eq(1)
+                with m.If(v_go):
+                    m.d.sync += [v_go.eq(0), new_m.eq(1), first_job.eq(1), single_chunk.eq(0),
+                                 kc_idx_zero.eq(1), walker.sel.eq(cf.ROLE_M)]
+                    m.next = "RESTART"
+            with m.State("RESTART"):
+                # Return the three roles to index 0 (one per cycle).
+                m.d.comb += walker.restart.eq(1)
+                with m.Switch(walker.sel):
+                    with m.Case(cf.ROLE_M):
+                        m.d.sync += walker.sel.eq(cf.ROLE_N)
+                    with m.Case(cf.ROLE_N):
+                        m.d.sync += walker.sel.eq(cf.ROLE_K)
+                    with m.Default():
+                        m.next = "JOB"
+            with m.State("JOB"):
+                with m.If(kc_idx_zero & new_m):
+                    with m.If(~m_busy.bit_select(~m_par, 1)):
+                        m.d.sync += [walker.sel.eq(cf.ROLE_M), m_par.eq(~m_par), fill_count.eq(0),
+                                     blk_pos.eq(0), mi_count.eq(0)]
+                        m.d.comb += m_set.eq(Mux(m_par, 0b01, 0b10))
+                        m.next = "FILL_M"
+                with m.Elif(kc_idx_zero):
+                    m.next = "N"
+                with m.Else():
+                    m.next = "K"
+            with m.State("FILL_M"):
+                m.d.comb += [fill_ports[0].addr.eq(_table_addr(m_par, fill_count, Tm)),
+                             fill_ports[0].en.eq(1), walker.step.eq(1)]
+                m.d.sync += [fill_count.eq(fill_count + 1), blk_pos.eq(Mux(blk_pos == R - 1, 0, blk_pos + 1))]
+                with m.If(blk_pos == 0):
+                    m.d.sync += mi_count.eq(mi_count + 1)
+                with m.If(walker.last | (fill_count + 1 == Tm)):
+                    m.d.sync += [tm_eff.eq(fill_count + 1), m_last.eq(walker.last)]
+                    m.next = "N"
+            with m.State("N"):
+                with m.If(~n_busy.bit_select(~t_par, 1)):
+                    m.d.sync += [walker.sel.eq(cf.ROLE_N), t_par.eq(~t_par), fill_count.eq(0), blk_pos.eq(0),
+                                 nj_count.eq(0)]
+                    m.d.comb += n_set.eq(Mux(t_par, 0b01, 0b10))
+                    m.next = "FILL_N"
+            with m.State("FILL_N"):
+                m.d.comb += [fill_ports[1].addr.eq(_table_addr(t_par, fill_count, Tn)),
+                             fill_ports[1].en.eq(1), walker.step.eq(1)]
+                m.d.sync += [fill_count.eq(fill_count + 1), blk_pos.eq(Mux(blk_pos == C - 1, 0, blk_pos + 1))]
+                with m.If(blk_pos == 0):
+                    m.d.sync += nj_count.eq(nj_count + 1)
+                with m.If(walker.last | (fill_count + 1 == Tn)):
+                    m.d.sync += [tn_eff.eq(fill_count + 1), n_last.eq(walker.last)]
+                    m.next = "K"
+            with m.State("K"):
+                with m.If(first_job | ~single_chunk):
+                    m.d.sync += [walker.sel.eq(cf.ROLE_K), fill_count.eq(0)]
+                    m.next = "FILL_K"
+                with m.Else():
+                    m.next = "PANELS"
+            with m.State("FILL_K"):
+                m.d.comb += [fill_ports[2].addr.eq(fill_count), fill_ports[2].en.eq(1), walker.step.eq(1)]
+                m.d.sync += fill_count.eq(fill_count + 1)
+                with m.If(walker.last | (fill_count + 1 == Kc)):
+                    m.d.sync += [kc_eff.eq(fill_count + 1), k_last.eq(walker.last)]
+                    with m.If(first_job):
+                        m.d.sync += single_chunk.eq(walker.last)
+                    m.next = "PANELS"
+            with m.State("PANELS"):
+                m.d.sync += need_a.eq((kc_idx_zero & new_m) | ~single_chunk)
+                m.next = "LOAD_A"
+            with m.State("LOAD_A"):
+                with m.If(~need_a):
+                    m.next = "LOAD_B"
+                with m.Elif(~a_busy.bit_select(~a_buf, 1)):
+                    m.d.sync += [a_buf.eq(~a_buf), load_op.eq(0)]
+                    m.d.comb += a_set.eq(Mux(a_buf, 0b01, 0b10))
+                    m.d.comb += load_go.eq(1)
+                    m.next = "WAIT_A"
+            with m.State("WAIT_A"):
+                with m.If(load_done):
+                    m.next = "LOAD_B"
+            with m.State("LOAD_B"):
+                with m.If(~b_busy.bit_select(~b_buf, 1)):
+                    m.d.sync += [b_buf.eq(~b_buf), load_op.eq(1)]
+                    m.d.comb += b_set.eq(Mux(b_buf, 0b01, 0b10))
+                    m.d.comb += load_go.eq(1)
+                    m.next = "WAIT_B"
+            with m.State("WAIT_B"):
+                with m.If(load_done):
+                    m.next = "PUSH"
+            with m.State("PUSH"):
+                m.d.comb += [
+                    new_job.a_buf.eq(a_buf), new_job.b_buf.eq(b_buf),
+                    new_job.release_a.eq(~single_chunk | (n_last & k_last)),
+                    new_job.m_par.eq(m_par), new_job.t_par.eq(t_par),
+                    new_job.tm_eff.eq(tm_eff), new_job.tn_eff.eq(tn_eff), new_job.kc_eff.eq(kc_eff),
+                    new_job.mi_count.eq(mi_count), new_job.nj_count.eq(nj_count),
+                    new_job.first_chunk.eq(kc_idx_zero), new_job.release_n.eq(k_last),
+                    new_job.release_m.eq(k_last & n_last), new_job.desc_last.eq(k_last & n_last & m_last),
+                    new_job.accumulate.eq(accumulate),
+                    new_job.base_c.eq(base[2][2:]), new_job.base_d.eq(base[3][2:]),
+                ]
+                with m.If(feed_jobs.w_rdy & wb_jobs.w_rdy):
+                    m.d.comb += push_job.eq(1)
+                    m.d.sync += [first_job.eq(0), kc_idx_zero.eq(k_last)]
+                    with m.If(k_last):
+                        m.d.sync += new_m.eq(n_last)
+                        with m.If(n_last & m_last):
+                            m.next = "IDLE"
+                        with m.Else():
+                            m.next = "JOB"
+                    with m.Else():
+                        m.d.sync += new_m.eq(0)
+                        m.next = "JOB"
+
+        # ===== loader =====
+        self._elaborate_loader(m, load_go, load_done, load_op, a_buf, b_buf, m_par, t_par, tm_eff, tn_eff,
+                               kc_eff, base, m_ld, n_ld, k_ld, a_wr, b_wr)
+
+        # ===== feeder, array, drain, write-back =====
+        self._elaborate_backend(m, feed_jobs, wb_jobs, job, a_rd, b_rd, a_clr, b_clr, m_clr, n_clr,
+                                m_wb, n_wb)
+
+        m.d.comb += self.busy.eq((self.queue_count != 0) | ~producer_idle | v_go | self._backend_busy
+                                 | ~validator_fsm.ongoing("IDLE"))
+        m.d.sync += self.stall_bus.eq((self.ld_req.valid & ~self.ld_req.ready) |
+                                      (self.wb_req.valid & ~self.wb_req.ready))
+        return m
+
+    # ---------------------------------------------------------------------------------------------------
+    def _elaborate_loader(self, m, go, done, op, a_buf, b_buf, m_par, t_par, tm_eff, tn_eff, kc_eff, base,
+                          m_ld, n_ld, k_ld, a_wr, b_wr):
+        R, C, P, eb = self.rows, self.cols, self.lanes, self.eb
+        AW = self.addr_bits
+        tm, tn = self.tile_m // R, self.tile_n // C
+        KW = self.chunk_k // P
+        Tm, Tn = self.tile_m, self.tile_n
+        Tmax = max(Tm, Tn, self.chunk_k)
+        ebs = eb.bit_length() - 1
+
+        kinner = Signal()                     # inner index is K (else M for A / N for B)
+        outer, inner = Signal(range(Tmax + 1)), Signal(range(Tmax + 1))
+        n_outer, n_inner = Signal(range(Tmax + 1)), Signal(range(Tmax + 1))
+        byte = Signal(AW)
+        stretch = Signal(range(Tmax + 1))
+        banks = Signal(range(max(R, C) + 1))
+        # Position of the M/N index (row of the panel) as bank and block, and of K as lane and word.
+        mn_bank, mn_blk = Signal(range(max(R, C))), Signal(range(max(tm, tn) + 1))
+        k_lane, k_word = Signal(range(P)), Signal(range(KW + 1))
+        outstanding = Signal(range(LD_OUTSTANDING + 1))
+
+        run_info = data.StructLayout({"op": 1, "kinner": 1, "bank": range(max(R, C)), "addr": range(2 * max(tm, tn) * KW),
+                                      "lane": range(P), "n": range(9), "byte": 3, "buf": 1})
+        m.submodules.ld_info = info = fifo.SyncFIFO(width=run_info.size, depth=LD_OUTSTANDING)
+
+        # Table reads: the outer entry is the panel row's offset, the inner entry the stretch's start.
+        m_index, n_index, k_index = Signal(range(Tm)), Signal(range(Tn)), Signal(range(self.chunk_k))
+        m.d.comb += [m_ld.addr.eq(_table_addr(m_par, m_index, Tm)),
+                     n_ld.addr.eq(_table_addr(t_par, n_index, Tn)), k_ld.addr.eq(k_index)]
+        mn_pos = Mux(kinner, outer, inner)
+        k_pos = Mux(kinner, inner, outer)
+        m.d.comb += [m_index.eq(mn_pos), n_index.eq(mn_pos), k_index.eq(k_pos)]
+        # Table outputs are registered first (block RAM clock-to-out is slow); states wait a cycle for them.
+        mn_entry, k_off = Signal(signed(self.offset_bits)), Signal(signed(self.offset_bits))
+        mn_rem, k_rem = Signal(self.rem_bits), Signal(self.rem_bits)
+        m.d.sync += [mn_entry.eq(Mux(op, n_ld.data.off0, m_ld.data.off0)),
+                     mn_rem.eq(Mux(op, n_ld.data.rem0, m_ld.data.rem0)),
+                     k_off.eq(Mux(op, k_ld.data.off1, k_ld.data.off0)),
+                     k_rem.eq(Mux(op, k_ld.data.rem1, k_ld.data.rem0))]
+
+        n_run = Signal(range(9))
+        lim_lane = Signal(range(max(R, C, P) + 1))
+        lim_mem = Signal(range(9))
+        issue = Signal()
+        m.d.comb += lim_mem.eq((SCRATCH_WORD_BYTES - byte[:3]) >> ebs)
+        m.d.comb += lim_lane.eq(Mux(kinner, P - k_lane, banks - mn_bank))
+        m1 = Mux(lim_lane < lim_mem, lim_lane, lim_mem)
+        m.d.comb += n_run.eq(Mux(stretch < m1, stretch, m1))
+
+        word_addr = Signal(range(2 * max(tm, tn) * KW))
+        buf = Mux(op, b_buf, a_buf)
+        per_buf = Mux(op, tn * KW, tm * KW)
+        m.d.comb += word_addr.eq(Mux(buf, per_buf, 0) + mn_blk * KW + k_word)
+        info_in = Signal(run_info)
+        m.d.comb += [info_in.op.eq(op), info_in.kinner.eq(kinner), info_in.bank.eq(mn_bank),
+                     info_in.addr.eq(word_addr), info_in.lane.eq(k_lane), info_in.n.eq(n_run),
+                     info_in.byte.eq(byte[:3]), info_in.buf.eq(buf)]
+        m.d.comb += [info.w_data.eq(info_in), self.ld_req.payload.eq(byte[3:])]
+
+        def advance_mn(amount, limit):
+            nb = mn_bank + amount
+            with m.If(nb >= limit):
+                m.d.sync += [mn_bank.eq(nb - limit), mn_blk.eq(mn_blk + 1)]
+            with m.Else():
+                m.d.sync += mn_bank.eq(nb)
+
+        def advance_k(amount):
+            nl = k_lane + amount
+            m.d.sync += [k_lane.eq(nl[:P.bit_length() - 1] if P > 1 else 0), k_word.eq(k_word + (nl >> (P.bit_length() - 1)))]
+
+        with m.FSM(name="loader"):
+            with m.State("IDLE"):
+                with m.If(go):
+                    m.d.sync += [outer.eq(0), inner.eq(0), mn_bank.eq(0), mn_blk.eq(0), k_lane.eq(0),
+                                 k_word.eq(0), kinner.eq(1)]
+                    m.next = "PROBE"
+            with m.State("PROBE"):
+                # Entry 0 of both tables is being read: pick the direction with the longer contiguous run.
+                m.next = "PROBE_LATCH"
+            with m.State("PROBE_LATCH"):
+                m.next = "CHOOSE"
+            with m.State("CHOOSE"):
+                use_k = k_rem >= mn_rem
+                mn_total = Mux(op, tn_eff, tm_eff)
+                m.d.sync += [kinner.eq(use_k), banks.eq(Mux(op, C, R)),
+                             n_outer.eq(Mux(use_k, mn_total, kc_eff)), n_inner.eq(Mux(use_k, kc_eff, mn_total))]
+                m.next = "FETCH"
+            with m.State("FETCH"):
+                m.next = "LATCH"
+            with m.State("LATCH"):
+                m.next = "SETUP"
+            with m.State("SETUP"):
+                out_off = Mux(kinner, mn_entry, k_off)
+                in_off = Mux(kinner, k_off, mn_entry)
+                in_rem = Mux(kinner, k_rem, mn_rem)
+                base_op = Mux(op, base[1], base[0])
+                m.d.sync += byte.eq(base_op + ((out_off + in_off) << ebs))
+                left = n_inner - inner
+                m.d.sync += stretch.eq(Mux(in_rem < left, in_rem, left))
+                m.next = "RUN"
+            with m.State("RUN"):
+                m.d.comb += [self.ld_req.valid.eq(info.w_rdy), issue.eq(self.ld_req.ready & info.w_rdy)]
+                with m.If(issue):
+                    m.d.comb += info.w_en.eq(1)
+                    m.d.sync += [byte.eq(byte + (n_run << ebs)), stretch.eq(stretch - n_run),
+                                 inner.eq(inner + n_run)]
+                    with m.If(kinner):
+                        advance_k(n_run)
+                    with m.Else():
+                        advance_mn(n_run, banks)
+                    with m.If(stretch == n_run):
+                        with m.If(inner + n_run == n_inner):
+                            m.d.sync += [inner.eq(0), outer.eq(outer + 1)]
+                            with m.If(kinner):
+                                m.d.sync += [k_lane.eq(0), k_word.eq(0)]
+                                advance_mn(1, banks)
+                            with m.Else():
+                                m.d.sync += [mn_bank.eq(0), mn_blk.eq(0)]
+                                advance_k(1)
+                            with m.If(outer + 1 == n_outer):
+                                m.next = "DRAIN"
+                            with m.Else():
+                                m.next = "FETCH"
+                        with m.Else():
+                            m.next = "FETCH"
+            with m.State("DRAIN"):
+                with m.If((outstanding == 0) & ~info.r_rdy):
+                    m.d.comb += done.eq(1)
+                    m.next = "IDLE"
+
+        # Responses: in order, always accepted; each lands in the scratchpad in the same cycle.
+        m.d.comb += self.ld_resp.ready.eq(1)
+        got = self.ld_resp.valid
+        m.d.comb += info.r_en.eq(got)
+        sent = info.w_en
+        with m.If(sent & ~got):
+            m.d.sync += outstanding.eq(outstanding + 1)
+        with m.Elif(got & ~sent):
+            m.d.sync += outstanding.eq(outstanding - 1)
+        run = Signal(run_info)
+        m.d.comb += run.eq(info.r_data)
+        aligned = Signal(64)
+        m.d.comb += aligned.eq(self.ld_resp.payload >> (run.byte * 8))
+        ew = 8 * eb
+        elems = [aligned[e * ew:(e + 1) * ew] for e in range(P)]
+        lane_data = Signal(64)
+        m.d.comb += lane_data.eq(aligned << (run.lane * ew))
+        lane_mask = Signal(P)
+        m.d.comb += lane_mask.eq((((Const(1, 9) << run.n) - 1) << run.lane)[:P])
+        for op_value, ports in ((0, a_wr), (1, b_wr)):
+            for b, port in enumerate(ports):
+                pick = Signal(ew, name=f"ld_pick_{op_value}_{b}")
+                with m.Switch(b - run.bank):
+                    for e in range(min(P, b + 1)):
+                        with m.Case(e):
+                            m.d.comb += pick.eq(elems[e])
+                m.d.comb += port.addr.eq(run.addr)
+                with m.If(got & (run.op == op_value)):
+                    with m.If(run.kinner):
+                        m.d.comb += [port.data.eq(lane_data),
+                                     port.en.eq(Mux(run.bank == b, lane_mask, 0))]
+                    with m.Else():
+                        m.d.comb += [port.data.eq(pick.replicate(P)),
+                                     port.en.eq(Mux((b >= run.bank) & (b < run.bank + run.n),
+                                                    1 << run.lane, 0))]
+
+    # ---------------------------------------------------------------------------------------------------
+    def _elaborate_backend(self, m, feed_jobs, wb_jobs, job, a_rd, b_rd, a_clr, b_clr, m_clr, n_clr,
+                           m_wb, n_wb):
+        R, C, P, eb = self.rows, self.cols, self.lanes, self.eb
+        tm, tn = self.tile_m // R, self.tile_n // C
+        KW = self.chunk_k // P
+        Tm, Tn, Kc = self.tile_m, self.tile_n, self.chunk_k
+        ew = 8 * eb
+        m.submodules.array = array = SystolicArray(R, C, self.width, 32, self.mult)
+
+        # ---- feeder ----
+        cur = Signal(job)
+        cur_live = Signal()               # cur has intervals left
+        head = Signal(job)
+        m.d.comb += head.eq(feed_jobs.r_data)
+        mi, nj = Signal(range(tm + 1)), Signal(range(tn + 1))
+        k = Signal(range(max(Kc, R) + 1))
+        klen = Signal(range(max(Kc, R) + 1))
+        kvalid = Signal(range(Kc + 1))
+        real = Signal()                   # the open interval is a sub-tile (else an idle gap)
+        gap_len = Signal(range(R + 1))
+        open_last = Signal()              # the open sub-tile is its job's last
+        open_mi, open_nj = Signal.like(mi), Signal.like(nj)
+        in_flight = Signal(range(3))
+        credit_back = Signal()
+        meta = data.StructLayout({"real": 1, "mi": range(tm + 1), "nj": range(tn + 1), "last": 1})
+        # One entry per interval between its closing `first` token and its drain burst: intervals last at
+        # least R cycles and the burst comes R + 7 cycles later, so R + 10 entries never overflow.
+        m.submodules.drain_meta = drain_meta = fifo.SyncFIFOBuffered(width=meta.size, depth=R + 10)
+        meta_in = Signal(meta)
+        m.d.comb += [meta_in.real.eq(real), meta_in.mi.eq(open_mi), meta_in.nj.eq(open_nj),
+                     meta_in.last.eq(open_last), drain_meta.w_data.eq(meta_in)]
+
+        # Next sub-tile candidate: the rest of `cur`, else the head job.
+        next_from_cur = Signal()
+        nmi, nnj = Signal.like(mi), Signal.like(nj)
+        cand = Signal(job)
+        cand_ok = Signal()
+        with m.If(cur_live):
+            m.d.comb += [next_from_cur.eq(1), cand.eq(cur), cand_ok.eq(1), nmi.eq(mi), nnj.eq(nj)]
+        with m.Else():
+            m.d.comb += [cand.eq(head), cand_ok.eq(feed_jobs.r_rdy), nmi.eq(0), nnj.eq(0)]
+        # Is (nmi, nnj) the candidate job's last sub-tile?
+        last_nj = nnj + 1 == cand.nj_count
+        last_mi = nmi + 1 == cand.mi_count
+        cand_last = last_nj & last_mi
+
+        boundary = Signal()              # this cycle opens a new interval (first token)
+        start_real = Signal()
+        emit_valid = Signal()
+        emit_k = Signal.like(k)
+        emit_mi, emit_nj = Signal.like(mi), Signal.like(nj)
+        emit_job = Signal(job)
+        credit_r = Signal()                  # credits return one cycle after the write-back frees them
+        m.d.sync += credit_r.eq(credit_back)
+        can_start = cand_ok & (in_flight < 2) & (real | (gap_len >= R))
+        finishing = real & (k == klen)   # the open sub-tile has streamed all its steps
+        with m.If(real & (k < klen)):
+            m.d.comb += [emit_valid.eq(k < kvalid), emit_k.eq(k), emit_mi.eq(open_mi), emit_nj.eq(open_nj),
+                         emit_job.eq(cur)]
+            m.d.sync += k.eq(k + 1)
+        with m.Elif(can_start):
+            m.d.comb += [boundary.eq(1), start_real.eq(1), emit_valid.eq(cand.kc_eff > 0), emit_k.eq(0),
+                         emit_mi.eq(nmi), emit_nj.eq(nnj), emit_job.eq(cand)]
+            klen_new = Mux(cand.kc_eff < R, R, cand.kc_eff)
+            m.d.sync += [real.eq(1), k.eq(1), klen.eq(klen_new), kvalid.eq(cand.kc_eff), open_mi.eq(nmi),
+                         open_nj.eq(nnj), open_last.eq(cand_last), gap_len.eq(0)]
+            with m.If(~next_from_cur):
+                m.d.comb += feed_jobs.r_en.eq(1)
+                m.d.sync += cur.eq(head)
+            # Advance the position within the job.
+            with m.If(cand_last):
+                m.d.sync += [cur_live.eq(0), mi.eq(0), nj.eq(0)]
+            with m.Elif(last_nj):
+                m.d.sync += [cur_live.eq(1), mi.eq(nmi + 1), nj.eq(0)]
+            with m.Else():
+                m.d.sync += [cur_live.eq(1), mi.eq(nmi), nj.eq(nnj + 1)]
+        with m.Elif(real):
+            m.d.comb += boundary.eq(1)            # open an idle gap so the finished sub-tile drains
+            m.d.sync += [real.eq(0), gap_len.eq(1)]
+        with m.Else():
+            with m.If(gap_len < R):
+                m.d.sync += gap_len.eq(gap_len + 1)
+        m.d.comb += drain_meta.w_en.eq(boundary)
+        # A finished job releases its panels.
+        with m.If(finishing & open_last):
+            m.d.comb += b_clr.eq(Mux(cur.b_buf, 0b10, 0b01))
+            with m.If(cur.release_a):
+                m.d.comb += a_clr.eq(Mux(cur.a_buf, 0b10, 0b01))
+        with m.If(start_real & ~credit_r):
+            m.d.sync += in_flight.eq(in_flight + 1)
+        with m.Elif(credit_r & ~start_real):
+            m.d.sync += in_flight.eq(in_flight - 1)
+
+        # A register stage after the feeder's decision, scratch reads (one cycle), then the array.
+        e_abuf, e_bbuf, e_valid, e_first = Signal(), Signal(), Signal(), Signal()
+        e_mi, e_nj, e_k = Signal.like(mi), Signal.like(nj), Signal.like(k)
+        e_tm, e_tn = Signal(range(Tm + 1)), Signal(range(Tn + 1))
+        m.d.sync += [e_abuf.eq(emit_job.a_buf), e_bbuf.eq(emit_job.b_buf), e_valid.eq(emit_valid),
+                     e_first.eq(boundary), e_mi.eq(emit_mi), e_nj.eq(emit_nj), e_k.eq(emit_k),
+                     e_tm.eq(emit_job.tm_eff), e_tn.eq(emit_job.tn_eff)]
+        k_word_e = e_k >> (P.bit_length() - 1)
+        for i, port in enumerate(a_rd):
+            m.d.comb += port.addr.eq(Mux(e_abuf, tm * KW, 0) + e_mi * KW + k_word_e)
+        for j, port in enumerate(b_rd):
+            m.d.comb += port.addr.eq(Mux(e_bbuf, tn * KW, 0) + e_nj * KW + k_word_e)
+        # Block RAM outputs are registered in the fabric before any logic (ECP5 DP16KD: ~6 ns clock-to-out).
+        lane_d, lane_q = Signal(range(P)), Signal(range(P))
+        valid_d, first_d, valid_q, first_q = Signal(), Signal(), Signal(), Signal()
+        m.d.sync += [lane_d.eq(e_k[:P.bit_length() - 1] if P > 1 else 0), valid_d.eq(e_valid),
+                     first_d.eq(e_first), lane_q.eq(lane_d), valid_q.eq(valid_d), first_q.eq(first_d)]
+        for i, port in enumerate(a_rd):
+            word_q = Signal(64, name=f"a_word{i}")
+            m.d.sync += word_q.eq(port.data)
+            lanes = data.ArrayLayout(unsigned(ew), P)(word_q)
+            m.d.comb += array.a[i].eq(Mux(valid_q, lanes[lane_q], 0))
+        for j, port in enumerate(b_rd):
+            word_q = Signal(64, name=f"b_word{j}")
+            m.d.sync += word_q.eq(port.data)
+            lanes = data.ArrayLayout(unsigned(ew), P)(word_q)
+            m.d.comb += array.b[j].eq(Mux(valid_q, lanes[lane_q], 0))
+        m.d.comb += array.first.eq(first_q)
+
+        # Counters: useful MACs of this step (rows and columns inside the tile).
+        # (pipelined: the counters see each step a few cycles late)
+        rows_v = Signal(range(R + 1))
+        cols_v = Signal(range(C + 1))
+        step_v = Signal()
+        rem_rows = e_tm - e_mi * R
+        rem_cols = e_tn - e_nj * C
+        m.d.sync += [rows_v.eq(Mux(rem_rows > R, R, rem_rows)), cols_v.eq(Mux(rem_cols > C, C, rem_cols)),
+                     step_v.eq(e_valid)]
+        with m.If(step_v):
+            m.d.sync += [self.mac_add.eq(rows_v * cols_v), self.array_step.eq(1)]
+        with m.Else():
+            m.d.sync += [self.mac_add.eq(0), self.array_step.eq(0)]
+        m.d.sync += [
+            self.stall_operand.eq(self.busy & ~emit_valid & ~cand_ok & ~(real & (k < klen))),
+            self.stall_drain.eq(self.busy & ~emit_valid & (cand_ok | (real & (k < klen)))),
+        ]
+
+        # ---- drain: per column, difference from the previous shadow; keep sub-tiles, drop gaps ----
+        m.submodules.wb_intervals = wb_intervals = fifo.SyncFIFOBuffered(width=meta.size, depth=4)
+        col_fifos = []
+        for j in range(C):
+            # Credits keep at most two sub-tiles' values (2R) here; one spare entry for the write in flight.
+            f = fifo.SyncFIFO(width=32, depth=2 * R + 1)
+            m.submodules[f"drain_col{j}"] = f
+            col_fifos.append(f)
+        burst_start = Signal(C)
+        burst_real = Signal(C)            # per column: the current burst belongs to a sub-tile
+        prev_valid = Signal(C)
+        m.d.sync += prev_valid.eq(array.out_valid)
+        for j in range(C):
+            m.d.comb += burst_start[j].eq(array.out_valid[j] & array.out_first[j])
+        # Column 0's burst start pops the interval's metadata; the real flag follows the columns' skew.
+        meta_out = Signal(meta)
+        m.d.comb += meta_out.eq(drain_meta.r_data)
+        with m.If(burst_start[0]):
+            m.d.comb += drain_meta.r_en.eq(1)
+            m.d.comb += [wb_intervals.w_data.eq(meta_out), wb_intervals.w_en.eq(meta_out.real)]
+        real_line = Signal(C)
+        m.d.sync += real_line.eq(Cat(meta_out.real & burst_start[0], real_line[:-1]) if C > 1
+                                 else meta_out.real & burst_start[0])
+        for j in range(C):
+            start_real_j = (meta_out.real & burst_start[0]) if j == 0 else real_line[j - 1]
+            with m.If(burst_start[j]):
+                m.d.sync += burst_real[j].eq(start_real_j)
+            prev = [Signal(32, name=f"prev_{j}_{i}") for i in range(R)]
+            value = array.out_data[j]
+            keep = Mux(burst_start[j], start_real_j, burst_real[j])
+            with m.If(array.out_valid[j]):
+                m.d.sync += [prev[i].eq(prev[i + 1]) for i in range(R - 1)]
+                m.d.sync += prev[R - 1].eq(value)
+            m.d.comb += [col_fifos[j].w_data.eq(value - prev[0]), col_fifos[j].w_en.eq(array.out_valid[j] & keep)]
+
+        # ---- write-back ----
+        wjob = Signal(job)
+        m.d.comb += wjob.eq(wb_jobs.r_data)
+        ival = Signal(meta)
+        m.d.comb += ival.eq(wb_intervals.r_data)
+        r_i, c_j = Signal(range(R)), Signal(range(C))
+        m_loc, n_loc = Signal(range(Tm + R)), Signal(range(Tn + C))
+        pend_layout = data.StructLayout({"addr_d": unsigned(self.addr_bits - 2),
+                                         "addr_c": unsigned(self.addr_bits - 2),
+                                         "value": unsigned(32), "read": 1})
+        m.submodules.wb_pending = pending = fifo.SyncFIFOBuffered(width=pend_layout.size, depth=8)
+        m.submodules.wb_inflight = inflight = fifo.SyncFIFO(width=pend_layout.size, depth=WB_OUTSTANDING)
+        m.submodules.wb_writes = writes = fifo.SyncFIFOBuffered(width=pend_layout.size, depth=WB_OUTSTANDING)
+        s1_valid, s1_keep = Signal(), Signal()
+        s1_value = Signal(32)
+        s2_valid, s2_keep = Signal(), Signal()
+        room = pending.w_level + s1_valid + s2_valid < pending.depth - 1
+        col_rdy = Signal()
+        col_val = Signal(32)
+        with m.Switch(c_j):
+            for j in range(C):
+                with m.Case(j):
+                    m.d.comb += [col_rdy.eq(col_fifos[j].r_rdy), col_val.eq(col_fifos[j].r_data)]
+        pop = Signal()
+        m.d.comb += pop.eq(wb_intervals.r_rdy & wb_jobs.r_rdy & col_rdy & room)
+        m.d.comb += [m_wb.addr.eq(_table_addr(wjob.m_par, m_loc, Tm)),
+                     n_wb.addr.eq(_table_addr(wjob.t_par, n_loc, Tn))]
+        m_now = ival.mi * R + r_i
+        n_now = ival.nj * C + c_j
+        m.d.comb += [m_loc.eq(m_now), n_loc.eq(n_now)]
+        job_end = Signal()
+        with m.If(pop):
+            with m.Switch(c_j):
+                for j in range(C):
+                    with m.Case(j):
+                        m.d.comb += col_fifos[j].r_en.eq(1)
+            m.d.sync += [s1_valid.eq(1), s1_value.eq(col_val),
+                         s1_keep.eq((m_now < wjob.tm_eff) & (n_now < wjob.tn_eff))]
+            with m.If(c_j == C - 1):
+                m.d.sync += c_j.eq(0)
+                with m.If(r_i == R - 1):
+                    m.d.sync += r_i.eq(0)
+                    m.d.comb += [wb_intervals.r_en.eq(1), credit_back.eq(1)]
+                    with m.If(ival.last):
+                        m.d.comb += job_end.eq(1)
+                with m.Else():
+                    m.d.sync += r_i.eq(r_i + 1)
+            with m.Else():
+                m.d.sync += c_j.eq(c_j + 1)
+        with m.Else():
+            m.d.sync += s1_valid.eq(0)
+        # Stage 2: the tables' outputs are registered; stage 3: compute addresses.
+        pend = Signal(pend_layout)
+        s1_job, s2_job = Signal(job), Signal(job)
+        s2_value = Signal(32)
+        m_q, n_q = Signal.like(m_wb.data), Signal.like(n_wb.data)
+        m.d.sync += [s1_job.eq(wjob), s2_job.eq(s1_job), s2_valid.eq(s1_valid), s2_keep.eq(s1_keep),
+                     s2_value.eq(s1_value), m_q.eq(m_wb.data), n_q.eq(n_wb.data)]
+        addr_d = (s2_job.base_d + m_q.off2 + n_q.off2)
+        addr_c = Mux(s2_job.first_chunk, s2_job.base_c + m_q.off1 + n_q.off1, addr_d)
+        m.d.comb += [pend.addr_d.eq(addr_d), pend.addr_c.eq(addr_c), pend.value.eq(s2_value),
+                     pend.read.eq(~s2_job.first_chunk | s2_job.accumulate),
+                     pending.w_data.eq(pend), pending.w_en.eq(s2_valid & s2_keep)]
+        # Port: queued writes first, then reads (C or partial D), then direct writes.
+        pq = Signal(pend_layout)
+        wq = Signal(pend_layout)
+        m.d.comb += [pq.eq(pending.r_data), wq.eq(writes.r_data)]
+        req = Signal(WbRequest(self.addr_bits - 2))
+        with m.If(writes.r_rdy):
+            m.d.comb += [req.addr.eq(wq.addr_d), req.write.eq(1), req.data.eq(wq.value),
+                         self.wb_req.valid.eq(1)]
+            m.d.comb += writes.r_en.eq(self.wb_req.ready)
+        with m.Elif(pending.r_rdy & pq.read):
+            m.d.comb += [req.addr.eq(pq.addr_c), req.write.eq(0), self.wb_req.valid.eq(inflight.w_rdy)]
+            m.d.comb += [pending.r_en.eq(self.wb_req.ready & inflight.w_rdy),
+                         inflight.w_en.eq(self.wb_req.ready & inflight.w_rdy), inflight.w_data.eq(pq)]
+        with m.Elif(pending.r_rdy):
+            m.d.comb += [req.addr.eq(pq.addr_d), req.write.eq(1), req.data.eq(pq.value),
+                         self.wb_req.valid.eq(1)]
+            m.d.comb += pending.r_en.eq(self.wb_req.ready)
+        m.d.comb += self.wb_req.payload.eq(req)
+        m.d.comb += self.wb_resp.ready.eq(writes.w_rdy)
+        fin = Signal(pend_layout)
+        m.d.comb += fin.eq(inflight.r_data)
+        done_w = Signal(pend_layout)
+        m.d.comb += [done_w.addr_d.eq(fin.addr_d), done_w.value.eq(fin.value + self.wb_resp.payload)]
+        with m.If(self.wb_resp.valid & writes.w_rdy):
+            m.d.comb += [inflight.r_en.eq(1), writes.w_en.eq(1), writes.w_data.eq(done_w)]
+
+        # Job end: once every write of the job has been accepted, release tables and count the descriptor.
+        ending = Signal()
+        with m.If(job_end):
+            m.d.sync += ending.eq(1)
+        quiet = ~s1_valid & ~s2_valid & ~pending.r_rdy & ~inflight.r_rdy & ~writes.r_rdy
+        with m.If(ending & quiet & ~job_end):
+            m.d.sync += ending.eq(0)
+            m.d.comb += wb_jobs.r_en.eq(1)
+            with m.If(wjob.release_n):
+                m.d.comb += n_clr.eq(Mux(wjob.t_par, 0b10, 0b01))
+            with m.If(wjob.release_m):
+                m.d.comb += m_clr.eq(Mux(wjob.m_par, 0b10, 0b01))
+            m.d.comb += self.completed.eq(wjob.desc_last)
+        # While a job is ending, the next interval must wait for the job FIFO to advance.
+        with m.If(ending):
+            m.d.comb += pop.eq(0)
+
+        m.d.comb += self._backend_busy.eq(feed_jobs.r_rdy | cur_live | real | wb_jobs.r_rdy | (in_flight != 0)
+                                          | ending | s1_valid | s2_valid | pending.r_rdy | inflight.r_rdy
+                                          | writes.r_rdy)
+
+
+class ContractionEngine(wiring.Component):
+    """The engine with its register bank (`regs`) and descriptor memory (`desc`) on the SoC bus."""
+
+    def __init__(self, **params):
+        self.params = params
+        self.core = EngineCore(**params)
+        self.region = engine_register_region()
+        self.queue = self.core.queue
+        core = self.core
+        desc_words = core.queue * cf.DESC_SLOT_WORDS
+        super().__init__({
+            "regs": In(BusSignature(max(1, (len(self.region.registers) - 1).bit_length()))),
+            "desc": In(BusSignature(max(1, (desc_words - 1).bit_length()))),
+            "ld_req": Out(stream.Signature(unsigned(core.addr_bits - 3))),
+            "ld_resp": In(stream.Signature(unsigned(64))),
+            "wb_req": Out(stream.Signature(WbRequest(core.addr_bits - 2))),
+            "wb_resp": In(stream.Signature(unsigned(32))),
+            "busy": Out(1),                  # work queued or in flight (the simulator must keep clocking)
+        })
+
+    def elaborate(self, platform):
+        from .bus import RegisterBank
+        m = Module()
+        m.submodules.regs = regs = RegisterBank(self.region)
+        wiring.connect(m, wiring.flipped(self.regs), regs.bus)
+
+        # Abort: hold the core in reset for a few cycles (outstanding responses are dropped meanwhile).
+        abort = Signal()
+        abort_count = Signal(range(ABORT_CYCLES + 1))
+        with m.If(regs.control_written & self.regs.w_data[0]):
+            m.d.sync += abort_count.eq(ABORT_CYCLES)
+        with m.Elif(abort_count != 0):
+            m.d.sync += abort_count.eq(abort_count - 1)
+        m.d.comb += abort.eq(abort_count != 0)
+        m.submodules.core = core = ResetInserter({"sync": abort})(self.core)
+        m.d.comb += self.busy.eq(core.busy | abort)
+
+        # Descriptor memory: the host writes slots; the validator reads them.
+        depth = self.queue * cf.DESC_SLOT_WORDS
+        m.submodules.desc_mem = desc_mem = memory.Memory(shape=32, depth=depth, init=[])
+        host_r, host_w, eng_r = desc_mem.read_port(), desc_mem.write_port(), desc_mem.read_port()
+        bus = self.desc
+        m.d.comb += [host_r.addr.eq(bus.addr), host_w.addr.eq(bus.addr), host_w.data.eq(bus.w_data),
+                     host_w.en.eq(bus.w_en & ~bus.ack), eng_r.addr.eq(core.desc_addr),
+                     core.desc_data.eq(eng_r.data)]
+        m.d.sync += bus.ack.eq((bus.r_en | bus.w_en) & ~bus.ack)
+        with m.If(bus.ack):
+            m.d.comb += bus.r_data.eq(host_r.data)
+
+        # Queue: submitted counts accepted submissions, taken counts descriptors the validator consumed.
+        submitted, taken = Signal(32), Signal(32)
+        count = Signal(range(self.queue + 1))
+        m.d.comb += count.eq(submitted - taken)
+        with m.If(regs.submit_written & (count < self.queue) & ~abort):
+            m.d.sync += submitted.eq(submitted + 1)
+        with m.If(abort):
+            m.d.sync += taken.eq(submitted)
+        with m.Elif(core.take):
+            m.d.sync += taken.eq(taken + 1)
+        m.d.comb += [core.queue_count.eq(Mux(abort, 0, count)), core.head.eq(taken[:len(core.head)]),
+                     core.seq.eq(taken)]
+
+        wiring.connect(m, wiring.flipped(self.ld_req), core.ld_req)
+        wiring.connect(m, core.ld_resp, wiring.flipped(self.ld_resp))
+        wiring.connect(m, wiring.flipped(self.wb_req), core.wb_req)
+        wiring.connect(m, core.wb_resp, wiring.flipped(self.wb_resp))
+
+        # Counters.
+        busy_cycles, mac_count = Signal(64), Signal(64)
+        busy_hi, mac_hi = Signal(32), Signal(32)
+        completed, array_cycles, st_op, st_drain, st_bus = (Signal(32, name=n) for n in
+                                                            ("completed", "array_cycles", "st_op", "st_drain", "st_bus"))
+        clear = regs.control_written & self.regs.w_data[1]
+        with m.If(clear):
+            m.d.sync += [v.eq(0) for v in (busy_cycles, mac_count, array_cycles, st_op, st_drain, st_bus)]
+        with m.Else():
+            m.d.sync += [busy_cycles.eq(busy_cycles + core.busy), mac_count.eq(mac_count + core.mac_add),
+                         array_cycles.eq(array_cycles + core.array_step),
+                         st_op.eq(st_op + core.stall_operand), st_drain.eq(st_drain + core.stall_drain),
+                         st_bus.eq(st_bus + core.stall_bus)]
+        with m.If(core.completed & ~abort):
+            m.d.sync += completed.eq(completed + 1)
+        with m.If(regs.busy_cycles_lo_read):
+            m.d.sync += busy_hi.eq(busy_cycles[32:])
+        with m.If(regs.mac_count_lo_read):
+            m.d.sync += mac_hi.eq(mac_count[32:])
+        m.d.comb += [
+            regs.status.eq(Cat(core.busy | (count != 0), core.error, count == self.queue)),
+            regs.error_code.eq(core.error_code), regs.error_index.eq(core.error_index),
+            regs.submitted.eq(submitted), regs.completed.eq(completed), regs.queue_count.eq(count),
+            regs.busy_cycles_lo.eq(busy_cycles[:32]), regs.busy_cycles_hi.eq(busy_hi),
+            regs.mac_count_lo.eq(mac_count[:32]), regs.mac_count_hi.eq(mac_hi),
+            regs.array_cycles.eq(array_cycles), regs.stall_operand.eq(st_op),
+            regs.stall_drain.eq(st_drain), regs.stall_bus.eq(st_bus),
+        ]
+        return m
