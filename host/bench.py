@@ -92,7 +92,12 @@ def bench_formats(quick=False):
     return run(quick=quick)
 
 
-BENCHMARKS = {"spine": bench_spine, "formats": bench_formats}
+def bench_engine(quick=False):
+    from .bench_engine import bench_engine as run
+    return run(quick=quick)
+
+
+BENCHMARKS = {"spine": bench_spine, "formats": bench_formats, "engine": bench_engine}
 
 
 def _format(value, unit):

@@ -17,9 +17,11 @@ def designs():
     from ..rtl.mxint8 import MxInt8Decoder, MxInt8Encoder
     from ..rtl.soc import Soc
     from ..rtl.uart import UartPhy
+    from ..engine import engine_sim_config
     return [
         ("soc", lambda: Soc()),
         ("soc_sim", lambda: Soc(byte_port=True)),
+        ("soc_engine_sim", lambda: Soc(engine_sim_config(), byte_port=True)),
         ("uart_phy", lambda: UartPhy()),
         ("fp32_add_x2", lambda: Fp32Adder(2)),
         ("bf16_encoder_x2", lambda: Bf16Encoder(2)),
