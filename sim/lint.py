@@ -15,6 +15,7 @@ def designs():
     from ..rtl.bf16 import Bf16Decoder, Bf16Encoder
     from ..rtl.fp32_add import Fp32Adder
     from ..rtl.mxint8 import MxInt8Decoder, MxInt8Encoder
+    from ..rtl.rgmii import RgmiiAdapter
     from ..rtl.soc import Soc
     from ..rtl.uart import UartPhy
     from ..engine import engine_sim_config
@@ -23,6 +24,7 @@ def designs():
         ("soc_sim", lambda: Soc(byte_port=True)),
         ("soc_engine_sim", lambda: Soc(engine_sim_config(), byte_port=True)),
         ("uart_phy", lambda: UartPhy()),
+        ("rgmii_adapter", lambda: RgmiiAdapter()),
         ("fp32_add_x2", lambda: Fp32Adder(2)),
         ("bf16_encoder_x2", lambda: Bf16Encoder(2)),
         ("bf16_decoder_x2", lambda: Bf16Decoder(2)),

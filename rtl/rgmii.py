@@ -1,0 +1,148 @@
+"""RGMII adapter: a GMII-style byte interface (8 bits per clock at 125 MHz) on an RGMII PHY's 4-bit DDR pins.
+
+RGMII at 1 Gb/s carries one byte per 125 MHz clock on 4 data pins and one control pin, both edges:
+- rising edge: data[3:0] and EN (TX) / DV (RX);
+- falling edge: data[7:4] and EN xor ER / DV xor ER.
+
+Transmit runs in the `sync` domain (the local 125 MHz clock, which is also `tx_clk`). Receive runs in the
+PHY's `rx_clk`; a small elastic buffer (`lib.fifo.AsyncFIFO`) carries received bytes into `sync`, so the
+GMII side of the adapter is in one clock domain. The buffer holds back the start of each frame until
+`RX_PRIME` bytes are in it: with the ±100 ppm clocks Ethernet allows, a 9000-byte frame drifts by under two
+bytes, so the read side never runs dry inside a frame; if it does (a clock far off), the byte is sent with
+`rx_er` so the frame is dropped downstream, never silently altered. The inter-frame gap absorbs the drift.
+
+Clock skew: RGMII needs ~2 ns between clock and data. This adapter drives `tx_clk` in phase with the data
+and expects centre-aligned receive data, i.e. a PHY with internal TX and RX delays ("RGMII-ID"); boards
+whose PHY lacks them must add the delay (PHY strap or register, or an FPGA delay line) — see docs/boards.md.
+
+DDR pins: with `pins=None` (simulation, Verilator) the adapter models the DDR registers behaviourally and
+exposes the pins as ports; on a board, `pins` holds the platform's RGMII resource ports and the adapter
+uses `amaranth.lib.io.DDRBuffer` (ODDRX1F/IDDRX1F on ECP5). Both paths present the same (i[0], i[1]) /
+(o[0], o[1]) pairs to the logic, with the semantics of `io.DDRBuffer`: o[0] goes out at the rising edge,
+o[1] half a cycle later; i[1] is the falling-edge sample that precedes the rising-edge sample i[0].
+"""
+
+from amaranth import ClockDomain, ClockSignal, Module, Mux, Signal
+from amaranth.lib import fifo, io, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["RgmiiAdapter", "RX_PRIME", "RX_BUFFER_DEPTH"]
+
+#: Bytes buffered before a received frame is passed on (see the module docstring).
+RX_PRIME = 4
+#: Depth of the receive elastic buffer.
+RX_BUFFER_DEPTH = 16
+
+
+class RgmiiAdapter(wiring.Component):
+    """GMII (sync domain, 125 MHz) ↔ RGMII pins.
+
+    pins: None (behavioural DDR, pins as ports) or an object with io ports `txd` (4), `tx_ctl`, `tx_clk`,
+    `rxd` (4), `rx_ctl`, `rx_clk` (e.g. an amaranth-boards RGMII resource requested with `dir="-"`).
+    """
+
+    def __init__(self, pins=None):
+        self._pins = pins
+        members = {
+            "gmii_txd": In(8), "gmii_tx_en": In(1), "gmii_tx_er": In(1),
+            "gmii_rxd": Out(8), "gmii_rx_dv": Out(1), "gmii_rx_er": Out(1),
+            "rx_overflows": Out(16),    # bytes lost because the elastic buffer was full (a far-off clock)
+            "rx_underruns": Out(16),    # bytes the buffer could not supply inside a frame (sent with rx_er)
+        }
+        if pins is None:
+            members.update({
+                "txd": Out(4), "tx_ctl": Out(1), "tx_clk": Out(1),
+                "rxd": In(4), "rx_ctl": In(1), "rx_clk": In(1),
+            })
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.rgmii_rx = ClockDomain(reset_less=True)
+
+        # DDR pairs, io.DDRBuffer semantics (see the module docstring).
+        tx_d, tx_ctl, tx_clk = [Signal(4), Signal(4)], [Signal(), Signal()], [Signal(), Signal()]
+        rx_d, rx_ctl = [Signal(4), Signal(4)], [Signal(), Signal()]
+
+        if self._pins is None:
+            m.d.comb += ClockSignal("rgmii_rx").eq(self.rx_clk)
+            self._behavioural_ddr(m, tx_d, tx_ctl, tx_clk, rx_d, rx_ctl)
+        else:
+            pins = self._pins
+            m.submodules.rx_clk_buf = rx_clk_buf = io.Buffer("i", pins.rx_clk)
+            m.d.comb += ClockSignal("rgmii_rx").eq(rx_clk_buf.i)
+            for name, port, pair in (("txd", pins.txd, tx_d), ("tx_ctl", pins.tx_ctl, tx_ctl),
+                                     ("tx_clk", pins.tx_clk, tx_clk)):
+                buf = m.submodules[f"{name}_ddr"] = io.DDRBuffer("o", port, o_domain="sync")
+                m.d.comb += [buf.o[0].eq(pair[0]), buf.o[1].eq(pair[1])]
+            for name, port, pair in (("rxd", pins.rxd, rx_d), ("rx_ctl", pins.rx_ctl, rx_ctl)):
+                buf = m.submodules[f"{name}_ddr"] = io.DDRBuffer("i", port, i_domain="rgmii_rx")
+                m.d.comb += [pair[0].eq(buf.i[0]), pair[1].eq(buf.i[1])]
+
+        # Transmit: low nibble and EN at the rising edge, high nibble and EN ^ ER at the falling edge.
+        m.d.comb += [
+            tx_d[0].eq(self.gmii_txd[:4]), tx_d[1].eq(self.gmii_txd[4:]),
+            tx_ctl[0].eq(self.gmii_tx_en), tx_ctl[1].eq(self.gmii_tx_en ^ self.gmii_tx_er),
+            tx_clk[0].eq(1), tx_clk[1].eq(0),
+        ]
+
+        # Receive: a byte is the rising-edge sample (low nibble, DV) and the falling-edge sample after it,
+        # which io.DDRBuffer presents as i[1] one cycle later.
+        low, dv = Signal(4), Signal()
+        m.d.rgmii_rx += [low.eq(rx_d[0]), dv.eq(rx_ctl[0])]
+        byte, er = Signal(8), Signal()
+        m.d.comb += [byte.eq(rx_d[1] << 4 | low), er.eq(dv ^ rx_ctl[1])]
+
+        # Elastic buffer: entries are (end, er, byte); `end` marks the first idle cycle after a frame.
+        m.submodules.rx_buffer = buf = fifo.AsyncFIFO(width=10, depth=RX_BUFFER_DEPTH,
+                                                      w_domain="rgmii_rx", r_domain="sync")
+        in_frame = Signal()
+        m.d.rgmii_rx += in_frame.eq(dv)
+        overflows = Signal(16)
+        m.d.comb += [
+            buf.w_data.eq(Mux(dv, er << 8 | byte, 1 << 9)),
+            buf.w_en.eq(dv | in_frame),
+        ]
+        with m.If(buf.w_en & ~buf.w_rdy & (overflows != 0xFFFF)):
+            m.d.rgmii_rx += overflows.eq(overflows + 1)
+        # The counter lives in the receive domain; a multi-bit count crosses by a Gray-free slow path:
+        # it is only read by software long after it settles, so sample it twice and keep equal values.
+        ov_a, ov_b = Signal(16), Signal(16)
+        m.d.sync += [ov_a.eq(overflows), ov_b.eq(ov_a)]
+        with m.If(ov_a == ov_b):
+            m.d.sync += self.rx_overflows.eq(ov_b)
+
+        sending = Signal()
+        with m.If(~sending):
+            m.d.comb += buf.r_en.eq(buf.r_rdy & buf.r_data[9])          # drop stray end markers
+            with m.If(buf.r_level >= RX_PRIME):
+                m.d.sync += sending.eq(1)
+        m.d.sync += [self.gmii_rx_dv.eq(0), self.gmii_rx_er.eq(0)]
+        with m.If(sending):
+            m.d.comb += buf.r_en.eq(1)
+            with m.If(~buf.r_rdy):                                      # ran dry inside a frame
+                m.d.sync += [self.gmii_rx_dv.eq(1), self.gmii_rx_er.eq(1)]
+                with m.If(self.rx_underruns != 0xFFFF):
+                    m.d.sync += self.rx_underruns.eq(self.rx_underruns + 1)
+            with m.Elif(buf.r_data[9]):
+                m.d.sync += sending.eq(0)
+            with m.Else():
+                m.d.sync += [self.gmii_rxd.eq(buf.r_data[:8]), self.gmii_rx_dv.eq(1),
+                             self.gmii_rx_er.eq(buf.r_data[8])]
+        return m
+
+    def _behavioural_ddr(self, m, tx_d, tx_ctl, tx_clk, rx_d, rx_ctl):
+        """DDR registers for simulation, with io.DDRBuffer's pairing and a latency of one cycle."""
+        m.domains.sync_fall = ClockDomain(clk_edge="neg", reset_less=True)
+        m.domains.rgmii_rx_fall = ClockDomain(clk_edge="neg", reset_less=True)
+        m.d.comb += [ClockSignal("sync_fall").eq(ClockSignal("sync")),
+                     ClockSignal("rgmii_rx_fall").eq(ClockSignal("rgmii_rx"))]
+        for pair, pin, width in ((tx_d, self.txd, 4), (tx_ctl, self.tx_ctl, 1), (tx_clk, self.tx_clk, 1)):
+            rise, second, fall = Signal(width), Signal(width), Signal(width)
+            m.d.sync += [rise.eq(pair[0]), second.eq(pair[1])]
+            m.d.sync_fall += fall.eq(second)
+            m.d.comb += pin.eq(Mux(ClockSignal("sync"), rise, fall))
+        for pair, pin, width in ((rx_d, self.rxd, 4), (rx_ctl, self.rx_ctl, 1)):
+            fall = Signal(width)
+            m.d.rgmii_rx_fall += fall.eq(pin)
+            m.d.rgmii_rx += [pair[0].eq(pin), pair[1].eq(fall)]
