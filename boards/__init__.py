@@ -5,7 +5,7 @@ requests the board's clock and USB-UART pins from the amaranth-boards platform a
 `Soc` the simulator runs. `build` turns a top into a bitstream, a register-map JSON and a report.
 """
 
-from amaranth import Elaboratable, Module
+from amaranth import ClockDomain, ClockSignal, Elaboratable, Module
 from amaranth.lib import io
 
 from ..rtl.memory_map import SocConfig
@@ -34,6 +34,8 @@ class UartSocTop(Elaboratable):
     config: SocConfig = None
     #: The UART resource (name, number) that reaches the host over USB.
     uart_resource = ("uart", 0)
+    #: ECP5 boards whose oscillator is not the SoC clock: make `sync` (at config.clock_hz) with the PLL.
+    use_pll = False
 
     def __init__(self, config: SocConfig | None = None):
         config = self.config if config is None else config
@@ -52,11 +54,13 @@ class UartSocTop(Elaboratable):
         if platform is None:
             raise TypeError(f"{type(self).__name__} is a board top: elaborate it with its platform "
                             f"({self.platform_class.__name__}); simulations use Soc directly")
+        m = Module()
         clock_hz = int(platform.default_clk_frequency)
-        if clock_hz != self.config.clock_hz:
+        if self.use_pll:
+            self.elaborate_pll(m, platform, {"sync": self.config.clock_hz})
+        elif clock_hz != self.config.clock_hz:
             raise ValueError(f"{type(self).__name__}: the platform clocks sync at {clock_hz} Hz but the "
                              f"SoC is configured for clock_hz={self.config.clock_hz}")
-        m = Module()
         name, number = self.uart_resource
         uart = platform.request(name, number, dir="-")
         m.submodules.uart_rx_buffer = rx_buffer = io.Buffer("i", uart.rx)
@@ -69,6 +73,18 @@ class UartSocTop(Elaboratable):
         ]
         self.elaborate_board(m, platform)
         return m
+
+    def elaborate_pll(self, m, platform, domains):
+        """Drive `domains` ({name: Hz}) from the board's oscillator through the ECP5 PLL."""
+        from .clocks import Ecp5Pll
+        clk = platform.request(platform.default_clk, dir="-")
+        m.submodules.oscillator_buffer = osc = io.Buffer("i", clk)
+        m.domains.oscillator = ClockDomain("oscillator", reset_less=True)
+        m.d.comb += ClockSignal("oscillator").eq(osc.i)
+        for name in domains:
+            m.domains += ClockDomain(name)
+        m.submodules.pll = pll = Ecp5Pll("oscillator", platform.default_clk_frequency, domains)
+        return pll
 
     def elaborate_board(self, m, platform):
         """Drive board-specific pins (straps, enables). Nothing by default."""

@@ -28,6 +28,7 @@ from ..errors import TensornicError
 from ..toolpaths import wheel_executable
 from ..rtl.memory_map import SocConfig, soc_memory_map
 from ..rtl.uart import baud_for, divisor_for
+from .ecpix5 import ECPIX5_CONFIG, ECPIX5Top
 from .icebreaker import ICEBREAKER_CONFIG, ICEBreakerTop
 from .ulx3s import ULX3S_CONFIG, ULX3STop
 
@@ -94,6 +95,13 @@ BOARDS = {
         top=ULX3STop, config=ULX3S_CONFIG,
         bitstream_suffix="bit", loader_board="ulx3s",
         usb_port="its US1 port (the FT231X; US2 is the FPGA's own USB)",
+    ),
+    "ecpix5": Board(
+        name="ecpix5",
+        description="LambdaConcept ECPIX-5, Lattice ECP5 LFE5UM5G-85F, FT2232H USB-UART, RGMII gigabit PHY",
+        top=ECPIX5Top, config=ECPIX5_CONFIG,
+        bitstream_suffix="bit", loader_board="ecpix5",
+        usb_port="its micro-USB port (the FT2232H: JTAG and the UART)",
     ),
     "icebreaker": Board(
         name="icebreaker",

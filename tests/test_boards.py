@@ -20,6 +20,7 @@ from amaranth_boards.icebreaker import ICEBreakerPlatform
 
 from tensornic.boards import RELIABLE_CYCLES_PER_BIT, UartSocTop
 from tensornic.boards import build as board_build
+from tensornic.boards.clocks import PllError, plan_ecp5_pll
 from tensornic.boards.build import (BOARDS, BoardNotFound, ProgrammerError, TimingError, check_timing,
                                     describe_critical_path, get_board, parse_fmax, parse_resources, prepare,
                                     program)
@@ -28,8 +29,13 @@ from tensornic.rtl.memory_map import SocConfig, soc_memory_map
 from tensornic.rtl.uart import baud_for, divisor_for
 
 #: The board's USB-UART pins as the schematic names them: (FPGA input from the USB chip, FPGA output).
-UART_PINS = {"ulx3s": ("M1", "L4"), "icebreaker": ("6", "9")}
-CLOCK_PINS = {"ulx3s": "G2", "icebreaker": "35"}
+UART_PINS = {"ulx3s": ("M1", "L4"), "ecpix5": ("R26", "R24"), "icebreaker": ("6", "9")}
+CLOCK_PINS = {"ulx3s": ("clk25", "G2", 25_000_000), "ecpix5": ("clk100", "K23", 100_000_000),
+              "icebreaker": ("clk12", "35", 12_000_000)}
+
+
+def family(name):
+    return "ice40" if get_board(name).platform_class.device.startswith("iCE40") else "ecp5"
 
 
 # --- configurations ----------------------------------------------------------------------------------------
@@ -39,7 +45,12 @@ def test_config_fits_board(name):
     board = get_board(name)
     cfg = board.config
     assert isinstance(cfg, SocConfig)
-    assert cfg.clock_hz == int(board.platform_class().default_clk_frequency)
+    oscillator = int(board.platform_class().default_clk_frequency)
+    if board.top.use_pll:          # the PLL makes the SoC clock exactly
+        plan = plan_ecp5_pll(oscillator / 1e6, [cfg.clock_hz / 1e6])
+        assert plan.achieved_mhz[0] * 1e6 == cfg.clock_hz
+    else:
+        assert cfg.clock_hz == oscillator
     assert cfg.clock_hz / cfg.baud >= RELIABLE_CYCLES_PER_BIT
     achieved = baud_for(cfg.clock_hz, divisor_for(cfg.clock_hz, cfg.baud))
     assert abs(achieved / cfg.baud - 1) < 0.005          # well inside the receiver's ±2 % budget
@@ -54,6 +65,18 @@ def test_scratch_memory_form_per_board():
     assert not uses_ice40_spram(ulx.platform_class(), ulx.config.scratch_bytes)
     assert not uses_ice40_spram(None, 64 * 1024)          # simulation keeps lib.memory
     assert not uses_ice40_spram(ICEBreakerPlatform(), 16 * 1024)
+
+
+def test_pll_planner_meets_frequencies_exactly_within_limits():
+    plan = plan_ecp5_pll(100, [50, 125])                 # ECPIX-5: SoC clock and the GMII clock
+    assert plan.achieved_mhz == (50.0, 125.0)
+    assert 400 <= plan.vco_mhz <= 800 and 3.125 <= 100 / plan.clki_div <= 400
+    assert plan.achieved_mhz[0] == 100 * plan.clkfb_div / plan.clki_div
+    assert plan_ecp5_pll(25, [125]).achieved_mhz == (125.0,)
+    with pytest.raises(PllError, match="cannot make 47.1"):
+        plan_ecp5_pll(100, [47.1, 125])
+    with pytest.raises(PllError, match="1 to 4 outputs"):
+        plan_ecp5_pll(100, [])
 
 
 def test_unknown_board_names_known_boards():
@@ -91,20 +114,22 @@ def extracted_plan(request, tmp_path_factory):
 def test_plan_constrains_uart_and_clock(extracted_plan):
     name, out = extracted_plan
     rx_pin, tx_pin = UART_PINS[name]
-    if name == "ulx3s":
+    clock, clock_pin, clock_hz = CLOCK_PINS[name]
+    if family(name) == "ecp5":
         lpf = (out / "top.lpf").read_text()
         assert f'LOCATE COMP "uart_0__rx__io" SITE "{rx_pin}";' in lpf
         assert f'LOCATE COMP "uart_0__tx__io" SITE "{tx_pin}";' in lpf
-        assert f'LOCATE COMP "clk25_0__io" SITE "{CLOCK_PINS[name]}";' in lpf
-        assert 'FREQUENCY PORT "clk25_0__io" 25000000' in lpf
-        # The ESP32 strap is the only other pin driven; none of its other pins (enable!) are touched.
-        assert 'SITE "L2"' in lpf and 'SITE "F1"' not in lpf
+        assert f'LOCATE COMP "{clock}_0__io" SITE "{clock_pin}";' in lpf
+        assert f'FREQUENCY PORT "{clock}_0__io" {clock_hz}' in lpf
+        if name == "ulx3s":
+            # The ESP32 strap is the only other pin driven; none of its other pins (enable!) are touched.
+            assert 'SITE "L2"' in lpf and 'SITE "F1"' not in lpf
     else:
         pcf = (out / "top.pcf").read_text()
         assert f"set_io uart_0__rx__io {rx_pin}" in pcf
         assert f"set_io uart_0__tx__io {tx_pin}" in pcf
-        assert f"set_io clk12_0__io {CLOCK_PINS[name]}" in pcf
-        assert "set_frequency clk12_0__io 12.0" in pcf
+        assert f"set_io {clock}_0__io {clock_pin}" in pcf
+        assert f"set_frequency {clock}_0__io {clock_hz / 1e6}" in pcf
 
 
 def test_plan_wires_the_soc(extracted_plan):
@@ -116,15 +141,18 @@ def test_plan_wires_the_soc(extracted_plan):
     assert "connect \\uart_0__rx__io" in rtlil and "connect \\uart_0__tx__io" in rtlil
     spram_cells = len(re.findall(r"cell \\SB_SPRAM256KA ", rtlil))
     assert spram_cells == (2 if name == "icebreaker" else 0)
+    cfg = get_board(name).config
+    assert len(re.findall(r"cell \\EHXPLLL ", rtlil)) == (1 if get_board(name).top.use_pll else 0)
+    if cfg.has_engine and family(name) == "ecp5":       # the array's multipliers are the ECP5's DSPs
+        assert len(re.findall(r"cell \\MULT18X18D ", rtlil)) >= cfg.engine_rows * cfg.engine_cols
 
 
 def test_plan_runs_the_expected_tools(extracted_plan):
     name, out = extracted_plan
     commands = json.loads((out / "build_top.json").read_text())["commands"]
     tools = [argv[0] for argv in commands]
-    family = "ecp5" if name == "ulx3s" else "ice40"
-    pack = "ecppack" if name == "ulx3s" else "icepack"
-    assert tools == ["yosys", f"nextpnr-{family}", pack]
+    pack = "ecppack" if family(name) == "ecp5" else "icepack"
+    assert tools == ["yosys", f"nextpnr-{family(name)}", pack]
     for tool in tools:
         assert tool in board_build.YOWASP_TOOLS
 
