@@ -29,7 +29,9 @@ class Result:
     def ratio(self):
         if not self.goal:
             return None
-        return self.value / self.goal if self.higher_is_better else self.goal / self.value
+        if self.higher_is_better:
+            return self.value / self.goal
+        return self.goal / self.value if self.value else float("inf")
 
 
 def _transfers(dev, nbytes, rounds):
@@ -97,7 +99,18 @@ def bench_engine(quick=False):
     return run(quick=quick)
 
 
-BENCHMARKS = {"spine": bench_spine, "formats": bench_formats, "engine": bench_engine}
+def bench_numerics(quick=False):
+    from .bench_numerics import bench_numerics as run
+    return run(quick=quick)
+
+
+def bench_torch(quick=False):
+    from .bench_torch import bench_torch as run
+    return run(quick=quick)
+
+
+BENCHMARKS = {"spine": bench_spine, "formats": bench_formats, "engine": bench_engine,
+              "numerics": bench_numerics, "torch": bench_torch}
 
 
 def _format(value, unit):

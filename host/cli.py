@@ -1,4 +1,4 @@
-"""The `tensornic` command line: info, regs, demo, bench, bitstream, program, lint, map."""
+"""The `tensornic` command line: info, regs, demo, bench, bitstream, program, lint, map, model, train-compare."""
 
 import argparse
 import contextlib
@@ -163,6 +163,16 @@ def cmd_map(args):
     print(soc_memory_map(config).to_json())
 
 
+def cmd_model(args):
+    from .scaling_model import run
+    return run(args, console)
+
+
+def cmd_train_compare(args):
+    from .train_compare import run
+    return run(args, console)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="tensornic", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -199,6 +209,17 @@ def main(argv=None):
     p = sub.add_parser("map", help="print the register/memory map as JSON")
     p.add_argument("--board", default=None, help="a board's configuration instead of the simulator's")
     p.set_defaults(func=cmd_map)
+
+    from .scaling_model import add_arguments as add_model_arguments
+    p = sub.add_parser("model", help="all-reduce scaling model: times, bus bandwidth, speed-up table and plot")
+    add_model_arguments(p)
+    p.set_defaults(func=cmd_model)
+
+    p = sub.add_parser("train-compare", help="train a small MLP on 4 local gloo processes with DDP's "
+                       "all-reduce and the NIC's codecs; print losses and bytes per step, plot the curves")
+    from .train_compare import add_arguments as train_compare_arguments
+    train_compare_arguments(p)
+    p.set_defaults(func=cmd_train_compare)
 
     args = parser.parse_args(argv)
     try:
