@@ -99,6 +99,11 @@ def bench_engine(quick=False):
     return run(quick=quick)
 
 
+def bench_tapp(quick=False):
+    from .bench_tapp import bench_tapp as run
+    return run(quick=quick)
+
+
 def bench_numerics(quick=False):
     from .bench_numerics import bench_numerics as run
     return run(quick=quick)
@@ -109,7 +114,7 @@ def bench_torch(quick=False):
     return run(quick=quick)
 
 
-BENCHMARKS = {"spine": bench_spine, "formats": bench_formats, "engine": bench_engine,
+BENCHMARKS = {"spine": bench_spine, "formats": bench_formats, "engine": bench_engine, "tapp": bench_tapp,
               "numerics": bench_numerics, "torch": bench_torch}
 
 

@@ -42,10 +42,12 @@ def _status_spinner():
             current["status"].stop()
 
 
-def open_device(args):
+def open_device(args, config=None):
+    """Open the device `--port` names; `config` picks the simulated device's or emulator's configuration."""
     import tensornic
+    options = {"config": config} if config is not None and args.port in ("sim", "sim-uart", "emulator") else {}
     with _status_spinner() as status:
-        return tensornic.open(args.port, baud=args.baud, timeout=args.timeout, status=status)
+        return tensornic.open(args.port, baud=args.baud, timeout=args.timeout, status=status, **options)
 
 
 def transfer_progress():
@@ -105,8 +107,10 @@ def round_trip(dev, nbytes, seed=0, progress_label="round trip"):
 
 
 def cmd_demo(args):
-    console.print("[bold]tensornic demo[/bold]: open the device, show its identity, round-trip a buffer.")
-    with open_device(args) as dev:
+    from .engine import engine_sim_config
+    console.print("[bold]tensornic demo[/bold]: open the device, show its identity, round-trip a buffer, "
+                  "run a tensor contraction on its engine.")
+    with open_device(args, config=engine_sim_config()) as dev:
         print_info(dev)
         nbytes = args.bytes
         ok, seconds, cycles = round_trip(dev, nbytes)
@@ -120,6 +124,8 @@ def cmd_demo(args):
         s = dev.link.stats
         console.print(f"link: {s.transactions} transactions, {s.retries} retries, "
                       f"payload efficiency {s.payload_bytes / max(1, s.bytes_sent + s.bytes_received):.3f}")
+        from .bench_tapp import demo_contraction
+        demo_contraction(console, dev)
 
 
 def cmd_bench(args):

@@ -193,3 +193,20 @@ class Device:
     def __repr__(self):
         where = getattr(self.transport, "port", type(self.transport).__name__)
         return f"<tensornic.Device at {where} map {self.info.get('map_hash', 0):08x}>"
+
+    # -- tensor contractions (TAPP-style API, host/tapp.py) -------------------------------------------------
+    # Thin delegations; the device needs the contraction engine (tapp.NoExecutor otherwise).
+    def tensor_product(self, A_info, idx_A, B_info, idx_B, C_info, idx_C, D_info, idx_D, **options):
+        """A TAPP plan for D = α·A·B + β·C on this device (tensornic.tapp.tensor_product)."""
+        from .tapp import tensor_product
+        return tensor_product(self, A_info, idx_A, B_info, idx_B, C_info, idx_C, D_info, idx_D, **options)
+
+    def einsum(self, subscripts, A, B, C=None, alpha=1, beta=0, **options):
+        """numpy-style einsum of two int8 tensors on the engine (tensornic.tapp.einsum)."""
+        from .tapp import einsum
+        return einsum(self, subscripts, A, B, C, alpha, beta, **options)
+
+    def upload(self, array):
+        """Copy an int8/int32 array into tensor memory; returns a DeviceTensor (tensornic.tapp.upload)."""
+        from .tapp import upload
+        return upload(self, array)
