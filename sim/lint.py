@@ -18,6 +18,7 @@ def designs():
     from ..rtl.rgmii import RgmiiAdapter
     from ..rtl.soc import Soc
     from ..rtl.uart import UartPhy
+    from ..rtl.udp import UdpEndpoint
     from ..engine import engine_sim_config
     return [
         ("soc", lambda: Soc()),
@@ -25,6 +26,7 @@ def designs():
         ("soc_engine_sim", lambda: Soc(engine_sim_config(), byte_port=True)),
         ("uart_phy", lambda: UartPhy()),
         ("rgmii_adapter", lambda: RgmiiAdapter()),
+        ("udp_endpoint", lambda: UdpEndpoint()),
         ("fp32_add_x2", lambda: Fp32Adder(2)),
         ("bf16_encoder_x2", lambda: Bf16Encoder(2)),
         ("bf16_decoder_x2", lambda: Bf16Decoder(2)),
