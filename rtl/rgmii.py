@@ -26,6 +26,8 @@ from amaranth import ClockDomain, ClockSignal, Module, Mux, Signal
 from amaranth.lib import fifo, io, wiring
 from amaranth.lib.wiring import In, Out
 
+from .ethernet import GmiiSignature
+
 __all__ = ["RgmiiAdapter", "RX_PRIME", "RX_BUFFER_DEPTH"]
 
 #: Bytes buffered before a received frame is passed on (see the module docstring).
@@ -44,8 +46,8 @@ class RgmiiAdapter(wiring.Component):
     def __init__(self, pins=None):
         self._pins = pins
         members = {
-            "gmii_txd": In(8), "gmii_tx_en": In(1), "gmii_tx_er": In(1),
-            "gmii_rxd": Out(8), "gmii_rx_dv": Out(1), "gmii_rx_er": Out(1),
+            "gmii_tx": In(GmiiSignature()),     # from the MAC: what goes out on the wire
+            "gmii_rx": Out(GmiiSignature()),    # to the MAC: what came in
             "rx_overflows": Out(16),    # bytes lost because the elastic buffer was full (a far-off clock)
             "rx_underruns": Out(16),    # bytes the buffer could not supply inside a frame (sent with rx_er)
         }
@@ -81,8 +83,8 @@ class RgmiiAdapter(wiring.Component):
 
         # Transmit: low nibble and EN at the rising edge, high nibble and EN ^ ER at the falling edge.
         m.d.comb += [
-            tx_d[0].eq(self.gmii_txd[:4]), tx_d[1].eq(self.gmii_txd[4:]),
-            tx_ctl[0].eq(self.gmii_tx_en), tx_ctl[1].eq(self.gmii_tx_en ^ self.gmii_tx_er),
+            tx_d[0].eq(self.gmii_tx.data[:4]), tx_d[1].eq(self.gmii_tx.data[4:]),
+            tx_ctl[0].eq(self.gmii_tx.en), tx_ctl[1].eq(self.gmii_tx.en ^ self.gmii_tx.er),
             tx_clk[0].eq(1), tx_clk[1].eq(0),
         ]
 
@@ -117,18 +119,18 @@ class RgmiiAdapter(wiring.Component):
             m.d.comb += buf.r_en.eq(buf.r_rdy & buf.r_data[9])          # drop stray end markers
             with m.If(buf.r_level >= RX_PRIME):
                 m.d.sync += sending.eq(1)
-        m.d.sync += [self.gmii_rx_dv.eq(0), self.gmii_rx_er.eq(0)]
+        m.d.sync += [self.gmii_rx.en.eq(0), self.gmii_rx.er.eq(0)]
         with m.If(sending):
             m.d.comb += buf.r_en.eq(1)
             with m.If(~buf.r_rdy):                                      # ran dry inside a frame
-                m.d.sync += [self.gmii_rx_dv.eq(1), self.gmii_rx_er.eq(1)]
+                m.d.sync += [self.gmii_rx.en.eq(1), self.gmii_rx.er.eq(1)]
                 with m.If(self.rx_underruns != 0xFFFF):
                     m.d.sync += self.rx_underruns.eq(self.rx_underruns + 1)
             with m.Elif(buf.r_data[9]):
                 m.d.sync += sending.eq(0)
             with m.Else():
-                m.d.sync += [self.gmii_rxd.eq(buf.r_data[:8]), self.gmii_rx_dv.eq(1),
-                             self.gmii_rx_er.eq(buf.r_data[8])]
+                m.d.sync += [self.gmii_rx.data.eq(buf.r_data[:8]), self.gmii_rx.en.eq(1),
+                             self.gmii_rx.er.eq(buf.r_data[8])]
         return m
 
     def _behavioural_ddr(self, m, tx_d, tx_ctl, tx_clk, rx_d, rx_ctl):

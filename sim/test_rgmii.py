@@ -44,7 +44,11 @@ class RgmiiTop(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.adapter = adapter = self.adapter
+        wiring.connect(m, wiring.flipped(self.gmii_tx), adapter.gmii_tx)
+        wiring.connect(m, adapter.gmii_rx, wiring.flipped(self.gmii_rx))
         for name, member in adapter.signature.members.items():
+            if member.is_signature:
+                continue
             if member.flow == In:
                 m.d.comb += getattr(adapter, name).eq(getattr(self, name))
             else:
@@ -97,9 +101,9 @@ class Bench:
         self.params = verilator.cocotb_params()
         self.rng = random.Random(self.params["seed"])
         Clock(dut.clk, CLOCK_PS, unit="ps").start()
-        dut.gmii_tx_en.value = 0
-        dut.gmii_tx_er.value = 0
-        dut.gmii_txd.value = 0
+        dut.gmii_tx__en.value = 0
+        dut.gmii_tx__er.value = 0
+        dut.gmii_tx__data.value = 0
         dut.rxd.value = 0
         dut.rx_ctl.value = 0
 
@@ -126,9 +130,9 @@ class Bench:
         data, errors = bytearray(), []
         while len(frames) < count:
             await RisingEdge(self.dut.clk)
-            if int(self.dut.gmii_rx_dv.value):
-                data.append(int(self.dut.gmii_rxd.value))
-                errors.append(int(self.dut.gmii_rx_er.value))
+            if int(self.dut.gmii_rx__en.value):
+                data.append(int(self.dut.gmii_rx__data.value))
+                errors.append(int(self.dut.gmii_rx__er.value))
             elif data:
                 frames.append((bytes(data), errors))
                 data, errors = bytearray(), []
@@ -137,12 +141,12 @@ class Bench:
         for frame in frames:
             errors = frame.error or [0] * len(frame.data)
             for byte, error in zip(frame.data, errors):
-                self.dut.gmii_txd.value = byte
-                self.dut.gmii_tx_en.value = 1
-                self.dut.gmii_tx_er.value = error
+                self.dut.gmii_tx__data.value = byte
+                self.dut.gmii_tx__en.value = 1
+                self.dut.gmii_tx__er.value = error
                 await RisingEdge(self.dut.clk)
-            self.dut.gmii_tx_en.value = 0
-            self.dut.gmii_tx_er.value = 0
+            self.dut.gmii_tx__en.value = 0
+            self.dut.gmii_tx__er.value = 0
             await ClockCycles(self.dut.clk, 12 + (self.rng.randrange(40) if gaps else 0))
 
     def check_counters(self):
@@ -198,9 +202,9 @@ async def loopback(dut):
     async def loop():
         while True:
             await RisingEdge(dut.clk)
-            dut.gmii_txd.value = int(dut.gmii_rxd.value)
-            dut.gmii_tx_en.value = int(dut.gmii_rx_dv.value)
-            dut.gmii_tx_er.value = int(dut.gmii_rx_er.value)
+            dut.gmii_tx__data.value = int(dut.gmii_rx__data.value)
+            dut.gmii_tx__en.value = int(dut.gmii_rx__en.value)
+            dut.gmii_tx__er.value = int(dut.gmii_rx__er.value)
     cocotb.start_soon(loop())
     frames = [f for f in _frames(tb.rng, tb.params["frames"]) if not f.error]
     for frame in frames:
