@@ -175,7 +175,8 @@ def _worker(rank, setup_fields, port, queue):
         dist.destroy_process_group()
 
 
-def _free_port():
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on (for a local torch.distributed rendezvous)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -199,7 +200,7 @@ def compare(setup: Setup = Setup(), progress=None) -> list[dict]:
     import torch.multiprocessing as mp
     context = mp.get_context("spawn")
     queue = context.SimpleQueue()
-    processes = mp.start_processes(_worker, args=(dataclasses.asdict(setup), _free_port(), queue),
+    processes = mp.start_processes(_worker, args=(dataclasses.asdict(setup), free_port(), queue),
                                    nprocs=setup.ranks, join=False, start_method="spawn")
     results = []
 

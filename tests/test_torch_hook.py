@@ -14,7 +14,6 @@ multi-rank check once and writes what it saw; the tests below read that. The che
 import datetime
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +29,7 @@ if not (dist.is_available() and dist.is_gloo_available()):
 
 from tensornic import emulator  # noqa: E402
 from tensornic import torch as tn  # noqa: E402
+from tensornic.train_compare import free_port  # noqa: E402
 
 WORLD = 4
 PAIRS = [("fp32", "fp32"), ("bf16", "bf16"), ("mxint8", "mxint8"), ("bf16", "mxint8"), ("fp32", "mxint8"),
@@ -306,17 +306,12 @@ def worker(rank, world, port, out_dir):
 
 # --- the tests ------------------------------------------------------------------------------------------------
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """Run the 4-rank checks once; returns each rank's results."""
     out_dir = tmp_path_factory.mktemp("torch_hook")
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, OMP_NUM_THREADS="1")
     procs = [subprocess.Popen([sys.executable, __file__, str(rank), str(WORLD), str(port), str(out_dir)],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
