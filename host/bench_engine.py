@@ -7,8 +7,10 @@
   is checked against the golden model.
 - Synthesis of the engine alone (`boards.synth.synthesize_block`, LFE5U-85F, speed 6, MULT18X18D with
   their input/output registers) at 8×8 and at the largest array the 85F's 156 multipliers allow (12×12):
-  LUT4, FF, DSP, BRAM, Fmax; goals at 8×8: Fmax ≥ 150 MHz and ≤ 50 LUT4 per MAC. Each shape takes
-  15–40 minutes (place and route dominates), so only the full bench runs it.
+  LUT4, FF, DSP, BRAM, Fmax; goals at 8×8: Fmax ≥ 150 MHz and ≤ 50 LUT4 per MAC. Distributed RAM
+  (TRELLIS_DPR16X4) is reported apart, and the array alone (Yosys only) as LUT4 per MAC, so the control's
+  share is visible. Each shape takes 15–40 minutes (place and route dominates), so only the full bench
+  runs it.
 """
 
 import numpy as np
@@ -128,8 +130,38 @@ def bench_engine_synthesis(shapes=((8, 8), (12, 12))):
             Result(f"{tag}: LUT4 per MAC", r["LUT4"] / macs, "LUT4", 50 if goal_8 else None,
                    higher_is_better=False, command=CMD),
             Result(f"{tag}: LUT4", r["LUT4"], "", None, command=CMD),
+            Result(f"{tag}: distributed RAM (TRELLIS_DPR16X4, not in LUT4)", r["LUTRAM"], "", None,
+                   command=CMD),
             Result(f"{tag}: FF", r["FF"], "", None, command=CMD),
             Result(f"{tag}: MULT18X18D", r["DSP"], "", None, command=CMD),
             Result(f"{tag}: DP16KD", r["BRAM"], "", None, command=CMD),
         ]
+        try:
+            array_lut4 = array_only_lut4(rows, cols, engine.core.acc_bits)
+        except Exception as error:
+            results.append(Result(f"{tag}: array-only synthesis failed ({type(error).__name__})", 0, "", None,
+                                  command=CMD))
+        else:
+            results.append(Result(f"{tag}: array alone, LUT4 per MAC", array_lut4 / macs, "LUT4", None,
+                                  higher_is_better=False, command=CMD))
     return results
+
+
+def array_only_lut4(rows, cols, acc_bits, width=8):
+    """LUT4 (incl. 2 per CCU2C) of the systolic array alone (cells, skew, drain), Yosys synth_ecp5 only."""
+    import subprocess
+    import tempfile
+    from pathlib import Path
+    from amaranth.back import verilog
+    from .boards.build import yowasp_tool, _synth_cell_counts
+    from .rtl.systolic import SystolicArray
+    with tempfile.TemporaryDirectory(prefix="synth-array-") as tmp:
+        work = Path(tmp)
+        (work / "array.v").write_text(verilog.convert(SystolicArray(rows, cols, width, acc_bits, "ecp5"),
+                                                      name="array", emit_src=False))
+        subprocess.run([yowasp_tool("yosys"), "-q", "-p",
+                        "read_verilog -sv array.v; hierarchy -top array; proc; flatten; splitnets; "
+                        "synth_ecp5 -top array; tee -q -o array.stat.json stat -json"],
+                       cwd=work, check=True, stdout=subprocess.DEVNULL)
+        cells = _synth_cell_counts(work / "array.stat.json")
+    return cells.get("LUT4", 0) + 2 * cells.get("CCU2C", 0)

@@ -9,14 +9,20 @@ not at its last index, restarts the inner loops of role r, and adds that loop's 
 the last position the role wraps to index 0 (offsets 0). `restart` returns role r to index 0. Extents must
 be set (and stable) for a cycle before `restart`; every role must be restarted once before it is stepped.
 
-Outputs describe the current position of the selected role (`sel`) combinationally: `offset[s]`, `last`
-(this is the role's last position) and `rem[s]`: how many elements from here on stay contiguous in slot s
-(the remaining count of the role's innermost loop with extent > 1 when its jump — its stride — in slot s is
-+1, else 1), saturated to `rem_bits`. Extents of 0 never reach the generator (the validator rejects them).
-Counters count down to 0, so "last" is a zero test and no per-loop comparator is needed.
+Outputs describe the current position of the selected role (`sel`) when `valid` is high: `offset[s]`,
+`last` (this is the role's last position) and `rem[s]`: how many elements from here on stay contiguous in
+slot s (the remaining count of the role's innermost loop with extent > 1 when its jump — its stride — in slot
+s is +1, else 1), saturated to `rem_bits`. `step` is only honoured while `valid` is high.
+
+Timing: a step takes two cycles. In the first (`valid` low) the generator decides, from registered state
+only, which loop advances next and what `rem` and `last` are; in the second (`valid` high) it adds that
+loop's jumps and updates the counters. So no path goes from the counters through the priority choice into
+the adders in one cycle. `valid` also drops for a cycle after `restart` and whenever `sel` changes.
+Counters count down to 0 and "at last index" is kept as a flag, so no per-loop comparator is on the way.
+Extents of 0 never reach the generator (the validator rejects them).
 """
 
-from amaranth import Module, Signal, signed, unsigned
+from amaranth import Module, Signal, Cat, signed, unsigned
 from amaranth.lib import wiring, data, memory
 from amaranth.lib.wiring import In, Out
 
@@ -42,6 +48,7 @@ class AddressGenerator(wiring.Component):
             "sel": In(2),
             "restart": In(1),
             "step": In(1),
+            "valid": Out(1),
             "offset": Out(offsets),
             "rem": Out(data.ArrayLayout(unsigned(rem_bits), slots)),
             "last": Out(1),
@@ -63,27 +70,55 @@ class AddressGenerator(wiring.Component):
                         m.d.sync += unit[i].eq(_unit_bits(self.jump_data, S))
 
         ext_m1 = [Signal(EXTENT_BITS, name=f"ext_m1_{i}") for i in range(L)]
+        ext_one = Signal(L)                                  # extent 1: the loop is always at its last index
         down = [Signal(EXTENT_BITS, name=f"down{i}") for i in range(L)]     # extent − 1 − index
+        at_last = Signal(L)                                  # down[i] == 0, kept as a flag
         for i in range(L):
-            m.d.sync += ext_m1[i].eq(self.extent[i] - 1)
+            m.d.sync += [ext_m1[i].eq(self.extent[i] - 1), ext_one[i].eq(self.extent[i] <= 1)]
         offsets = [[Signal(signed(self.offset_bits), name=f"off_r{r}_s{s}") for s in range(S)]
                    for r in range(ROLES)]
-        at_last = Signal(L)
         mine = Signal(L)
         for i in range(L):
-            m.d.comb += [at_last[i].eq(down[i] == 0), mine[i].eq(self.role[i] == self.sel)]
+            m.d.comb += mine[i].eq(self.role[i] == self.sel)
 
-        # Innermost loop of the role that can still advance, and innermost loop of the role with extent > 1.
+        # ---- decision (registered; `valid` says it matches the current state and `sel`) ----
+        decided = Signal()
+        decided_sel = Signal(2)
+        m.d.comb += self.valid.eq(decided & (decided_sel == self.sel))
+        cand = Signal(L)
+        m.d.comb += cand.eq(mine & ~at_last)
+        above = Signal(L + 1)                               # above[i]: some loop j ≥ i can advance
+        for i in reversed(range(L)):
+            m.d.comb += above[i].eq(above[i + 1] | cand[i])
         chosen = Signal(range(L))
+        chosen_oh = Signal(L)
+        reset_mask = Signal(L)                              # loops the step returns to index 0
         can_step = Signal()
-        inner = Signal(range(L))
+        for i in range(L):
+            with m.If(cand[i] & ~above[i + 1]):
+                m.d.sync += chosen.eq(i)
+        m.d.sync += [chosen_oh.eq(cand & ~above[1:]), reset_mask.eq(mine & ~above[:L]),
+                     can_step.eq(above[0])]
+        m.d.comb += [self.last.eq(~can_step), jr.addr.eq(chosen)]
+
+        # rem: the innermost loop of the role with extent > 1 (fixed while the role walks).
+        rem_max = (1 << self.rem_bits) - 1
+        inner_down = Signal(EXTENT_BITS)
+        inner_unit = Signal(S)
         has_inner = Signal()
         for i in range(L):
-            with m.If(mine[i] & ~at_last[i]):
-                m.d.comb += [chosen.eq(i), can_step.eq(1)]
-            with m.If(mine[i] & (ext_m1[i] != 0)):
-                m.d.comb += [inner.eq(i), has_inner.eq(1)]
-        m.d.comb += [self.last.eq(~can_step), jr.addr.eq(chosen)]
+            with m.If(mine[i] & ~ext_one[i]):
+                m.d.comb += [inner_down.eq(down[i]), inner_unit.eq(unit[i]), has_inner.eq(1)]
+        rem = Signal(data.ArrayLayout(unsigned(self.rem_bits), S))
+        m.d.comb += self.rem.eq(rem)
+        for s in range(S):
+            with m.If(has_inner & inner_unit[s]):
+                with m.If(inner_down < rem_max - 1):
+                    m.d.sync += rem[s].eq(inner_down + 1)
+                with m.Else():
+                    m.d.sync += rem[s].eq(rem_max)
+            with m.Else():
+                m.d.sync += rem[s].eq(1)
 
         current = Signal(offsets_layout)
         with m.Switch(self.sel):
@@ -91,49 +126,33 @@ class AddressGenerator(wiring.Component):
                 with m.Case(r):
                     m.d.comb += [current[s].eq(offsets[r][s]) for s in range(S)]
         m.d.comb += self.offset.eq(current)
-        advanced = Signal(offsets_layout)
-        m.d.comb += [advanced[s].eq(current[s] + jr.data[s]) for s in range(S)]
 
-        rem_max = (1 << self.rem_bits) - 1
-        inner_down = Signal(EXTENT_BITS)
-        inner_unit = Signal(S)
-        with m.Switch(inner):
-            for i in range(L):
-                with m.Case(i):
-                    m.d.comb += [inner_down.eq(down[i]), inner_unit.eq(unit[i])]
-        remaining = Signal(EXTENT_BITS + 1)
-        m.d.comb += remaining.eq(inner_down + 1)
-        for s in range(S):
-            with m.If(has_inner & inner_unit[s]):
-                with m.If(remaining < rem_max):
-                    m.d.comb += self.rem[s].eq(remaining)
-                with m.Else():
-                    m.d.comb += self.rem[s].eq(rem_max)
-            with m.Else():
-                m.d.comb += self.rem[s].eq(1)
-
-        with m.If(self.restart | (self.step & ~can_step)):
+        # ---- update ----
+        m.d.sync += [decided.eq(1), decided_sel.eq(self.sel)]
+        wrap = Signal()
+        m.d.comb += wrap.eq(self.restart | (self.valid & self.step & ~can_step))
+        with m.If(wrap):
+            m.d.sync += decided.eq(0)
             for i in range(L):
                 with m.If(mine[i]):
-                    m.d.sync += down[i].eq(ext_m1[i])
+                    m.d.sync += [down[i].eq(ext_m1[i]), at_last[i].eq(ext_one[i])]
             with m.Switch(self.sel):
                 for r in range(ROLES):
                     with m.Case(r):
                         m.d.sync += [offsets[r][s].eq(0) for s in range(S)]
-        with m.Elif(self.step):
+        with m.Elif(self.valid & self.step):
+            m.d.sync += decided.eq(0)
             for i in range(L):
-                with m.If(mine[i]):
-                    with m.If(chosen == i):
-                        m.d.sync += down[i].eq(down[i] - 1)
-                    with m.Elif(chosen < i):
-                        m.d.sync += down[i].eq(ext_m1[i])
+                with m.If(chosen_oh[i]):
+                    m.d.sync += [down[i].eq(down[i] - 1), at_last[i].eq(down[i] == 1)]
+                with m.Elif(reset_mask[i]):
+                    m.d.sync += [down[i].eq(ext_m1[i]), at_last[i].eq(ext_one[i])]
             with m.Switch(self.sel):
                 for r in range(ROLES):
                     with m.Case(r):
-                        m.d.sync += [offsets[r][s].eq(advanced[s]) for s in range(S)]
+                        m.d.sync += [offsets[r][s].eq(current[s] + jr.data[s]) for s in range(S)]
         return m
 
 
 def _unit_bits(jump, slots):
-    from amaranth import Cat
     return Cat(*(jump[s] == 1 for s in range(slots)))

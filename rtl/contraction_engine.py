@@ -25,7 +25,7 @@ Memory ports (valid/ready streams, in-order responses, any latency): `ld_req` (6
 `ld_resp` (64-bit data); `wb_req` (32-bit word address, write flag, data) → `wb_resp` (read data).
 """
 
-from amaranth import Module, Signal, Mux, Cat, Const, signed, unsigned
+from amaranth import Module, Signal, Mux, Cat, Const, Value, signed, unsigned
 from amaranth.hdl import ResetInserter
 from amaranth.lib import wiring, stream, data, memory, fifo
 from amaranth.lib.wiring import In, Out
@@ -53,9 +53,35 @@ def WbRequest(addr_bits):
     return data.StructLayout({"addr": unsigned(addr_bits), "write": unsigned(1), "data": unsigned(32)})
 
 
+def _place(high, scale, low):
+    """high·scale + low for 0 ≤ low < scale: a plain concatenation (no adder) when scale is a power of two."""
+    if scale & (scale - 1) == 0:
+        bits = scale.bit_length() - 1
+        low = Value.cast(low).as_unsigned()
+        if len(low) < bits:
+            low = Cat(low, Const(0, bits - len(low)))
+        return Cat(low[:bits], high)
+    return high * scale + low
+
+
 def _table_addr(parity, index, size):
-    """Entry `index` of the half `parity` of a double-buffered table of 2·size entries."""
-    return Mux(parity, index + size, index)
+    """Entry `index` (< size) of the half `parity` of a double-buffered table of 2·size entries."""
+    return _place(parity, size, index)
+
+
+def array_acc_bits(width, interval):
+    """Accumulator width of the array's cells: enough for any sub-tile sum to be exact.
+
+    An interval (one sub-tile's k-steps, padded) lasts at most `interval` steps of products of magnitude at
+    most 2^(2·width − 2), so its sum S has |S| ≤ interval·2^(2·width − 2). The drain recovers S modulo
+    2^acc as a difference of shadows; when that bound fits a signed acc-bit number, sign-extending the
+    difference gives S exactly, and the 32-bit result is unchanged. Never more than 32 bits (the results
+    wrap modulo 2^32 anyway)."""
+    return min(32, (interval << (2 * width - 2)).bit_length() + 1)
+
+
+def _pow2_at_least(value):
+    return 1 << max(0, value - 1).bit_length()
 
 
 def _log2(value, what):
@@ -88,6 +114,7 @@ class EngineCore(wiring.Component):
         self.tensor_bytes, self.mult = tensor_bytes, mult
         self.offset_bits = self.addr_bits + 2
         self.rem_bits = max(tile_m, tile_n, chunk_k).bit_length()
+        self.acc_bits = array_acc_bits(width, max(chunk_k, rows))
         super().__init__({
             "desc_addr": Out(range(queue * cf.DESC_SLOT_WORDS)),
             "desc_data": In(32),
@@ -131,6 +158,9 @@ class EngineCore(wiring.Component):
         m.submodules.walker = walker = AddressGenerator(loops=L, slots=cf.SLOTS, offset_bits=OB, rem_bits=RB)
 
         # ===== validator =====
+        # Serial: one operand of one loop at a time through one shift-add multiplier; the operands' lowest
+        # and highest offsets (lo, hi) and the per-role running sums of (extent − 1)·stride (for the jumps)
+        # live in a small distributed RAM and are updated read-modify-write, then checked one by one.
         PW = cf.EXTENT_BITS + AW + 3                             # |(extent−1)·stride| < 2^(16+AW)
         SW = PW + 4
         v_go = Signal()                                          # prepared descriptor ready for producer
@@ -140,134 +170,183 @@ class EngineCore(wiring.Component):
         err_index = Signal(32)
         m.d.comb += [self.error.eq(err), self.error_code.eq(err_code), self.error_index.eq(err_index)]
 
+        # The 5 words of a group shift in at word[4]; while a loop is processed, word[1…4] rotate so that
+        # word[1] is always the stride of the operand at hand.
         word = Signal(data.ArrayLayout(unsigned(32), cf.LOOP_WORDS))
-        fetch_idx = Signal(range(cf.LOOP_WORDS + 2))
-        group = Signal(range(L + 1))                            # 0: header, 1 + i: loop i
+        fetch_idx = Signal(range(cf.LOOP_WORDS + 1))
         loop_i = Signal(range(L))
         slot_base = Signal(range(self.queue * cf.DESC_SLOT_WORDS))
         group_base = Signal(range(cf.DESC_SLOT_WORDS))           # first word of the group being read
         m.d.comb += self.desc_addr.eq(slot_base + group_base + fetch_idx)
         em1 = Signal(cf.EXTENT_BITS)
-        mul_count = Signal(range(cf.EXTENT_BITS + 1))
-        shifted = [Signal(signed(PW), name=f"v_shift_{x}") for x in cf.OPERANDS]
-        product = [Signal(signed(PW), name=f"v_prod_{x}") for x in cf.OPERANDS]
-        lo = [Signal(signed(SW), name=f"v_lo_{x}") for x in cf.OPERANDS]
-        hi = [Signal(signed(SW), name=f"v_hi_{x}") for x in cf.OPERANDS]
-        inner_sum = [[Signal(signed(SW), name=f"v_sum_r{r}_s{s}") for s in range(cf.SLOTS)] for r in range(3)]
+        shifted = Signal(signed(PW))
+        product = Signal(signed(PW))
+        x_op = Signal(2)                                         # operand at hand: a, b, c, d
         errors = Signal(len(cf.EngineStatus))
-        check_op = Signal(2)
         cur_ext = Signal(cf.EXTENT_BITS)
         cur_role = Signal(2)
         m.d.comb += [cur_ext.eq(word[0][:cf.EXTENT_BITS]), cur_role.eq(word[0][cf.ROLE_SHIFT:cf.ROLE_SHIFT + 2])]
-        stride = [word[1 + x].as_signed() for x in range(4)]
+        stride = word[1].as_signed()
+        shift_in = Signal()
+        rotate = Signal()
+        m.d.sync += [word[k].eq(word[k + 1]) for k in range(1, cf.LOOP_WORDS - 1)]
+        with m.If(shift_in):
+            m.d.sync += [word[0].eq(word[1]), word[cf.LOOP_WORDS - 1].eq(self.desc_data)]
+        with m.Elif(rotate):
+            m.d.sync += word[cf.LOOP_WORDS - 1].eq(word[1])
+        with m.Else():
+            m.d.sync += [word[k].eq(word[k]) for k in range(1, cf.LOOP_WORDS)]
+
+        # Sums memory: lo[x] at x, hi[x] at 4 + x, running sum of role r, slot s at 8 + 3r + s. Entries not
+        # written since the descriptor started read as 0.
+        SUM_LO, SUM_HI, SUM_ROLE = 0, 4, 8
+        m.submodules.v_sums = v_sums = memory.Memory(shape=signed(SW), depth=32, init=[])
+        sums_w = v_sums.write_port()
+        sums_r = v_sums.read_port(domain="comb")
+        sum_addr = Signal(5)
+        sum_valid = Signal(SUM_ROLE + 3 * cf.SLOTS)
+        rd = Signal(signed(SW))
+        m.d.comb += [sums_r.addr.eq(sum_addr), sums_w.addr.eq(sum_addr)]
+        jump_reg = Signal(data.ArrayLayout(signed(OB), cf.SLOTS))
+
+        # Static facts about (operand, role): does the operand use the role, and in which jump slot.
+        uses_role = Signal()
+        has_slot = Signal()
+        slot_of = Signal(range(cf.SLOTS))
+        with m.Switch(Cat(cur_role, x_op)):
+            for xi, op in enumerate(cf.OPERANDS):
+                for r in range(4):
+                    with m.Case(r | xi << 2):
+                        m.d.comb += uses_role.eq(r in cf.OPERAND_ROLES[op])
+                        if r in cf.ROLE_SLOTS and op in cf.ROLE_SLOTS[r]:
+                            m.d.comb += [has_slot.eq(1), slot_of.eq(cf.ROLE_SLOTS[r].index(op))]
+        uses = Signal()
+        m.d.comb += uses.eq(uses_role & (cur_ext > 1) & ((x_op != 2) | accumulate))
+        role_base = Signal(4)                                    # cur_role · SLOTS (no multiplier)
+        with m.Switch(cur_role):
+            for r in range(4):
+                with m.Case(r):
+                    m.d.comb += role_base.eq(r * cf.SLOTS)
+
+        ebs_of = [eb, eb, cf.ACC_BYTES, cf.ACC_BYTES]
+        chk_hi = Signal()
+        chk_base = Signal(32)
+        with m.Switch(x_op):
+            for xi in range(4):
+                with m.Case(xi):
+                    m.d.comb += chk_base.eq(base[xi])
+        # Checked in three cycles (read, add, compare): base + (offset << shift) is registered, and the
+        # high end's "+ size > memory" becomes "> memory − size", a compare with a constant.
+        chk_shift = Mux(x_op[1], 2, eb.bit_length() - 1)
+        chk_value = Signal(signed(SW + 4))
+        chk_base_q = Signal(32)
+        misaligned = Mux(x_op[1], chk_base_q[:2] != 0, chk_base_q[0] if eb == 2 else 0)
 
         with m.FSM(name="validator") as validator_fsm:
             with m.State("IDLE"):
                 with m.If(~err & producer_idle & ~v_go & (self.queue_count != 0)):
-                    m.d.sync += [slot_base.eq(self.head * cf.DESC_SLOT_WORDS), group.eq(0), fetch_idx.eq(0),
-                                 errors.eq(0), loop_i.eq(L - 1), group_base.eq(0)]
-                    m.d.sync += [v.eq(0) for v in lo + hi + [s for row in inner_sum for s in row]]
-                    m.next = "FETCH"
-            with m.State("FETCH"):
-                m.d.sync += fetch_idx.eq(fetch_idx + 1)
-                with m.Switch(fetch_idx):
-                    for k in range(1, cf.LOOP_WORDS + 1):
-                        with m.Case(k):
-                            m.d.sync += word[k - 1].eq(self.desc_data)
-                with m.If(fetch_idx == cf.LOOP_WORDS):
-                    m.d.sync += fetch_idx.eq(0)
-                    with m.If(group == 0):
-                        m.next = "HEADER"
-                    with m.Else():
-                        m.next = "MULTIPLY"
+                    m.d.sync += [slot_base.eq(self.head * cf.DESC_SLOT_WORDS), fetch_idx.eq(0),
+                                 errors.eq(0), loop_i.eq(L - 1), group_base.eq(0), sum_valid.eq(0)]
+                    m.next = "FETCH_HEADER"
+            for name, after in (("FETCH_HEADER", "HEADER"), ("FETCH_LOOP", "LOOP")):
+                with m.State(name):
+                    m.d.sync += fetch_idx.eq(fetch_idx + 1)
+                    m.d.comb += shift_in.eq(fetch_idx != 0)
+                    with m.If(fetch_idx == cf.LOOP_WORDS):
+                        m.d.sync += fetch_idx.eq(0)
+                        m.next = after
             with m.State("HEADER"):
                 m.d.sync += [accumulate.eq(word[cf.DESC_FLAGS][0]), fence.eq(word[cf.DESC_FLAGS][1]),
                              base[0].eq(word[cf.DESC_BASE_A]), base[1].eq(word[cf.DESC_BASE_B]),
                              base[2].eq(word[cf.DESC_BASE_C]), base[3].eq(word[cf.DESC_BASE_D]),
-                             group.eq(L),                       # loops from the innermost outwards
-                             group_base.eq(cf.DESC_LOOPS + (L - 1) * cf.LOOP_WORDS)]
-                m.next = "FETCH"
-            with m.State("MULTIPLY"):
-                with m.If(mul_count == 0):
-                    m.d.sync += [em1.eq(Mux(cur_ext == 0, 0, cur_ext - 1)), mul_count.eq(1)]
-                    m.d.sync += [shifted[x].eq(stride[x]) for x in range(4)]
-                    m.d.sync += [product[x].eq(0) for x in range(4)]
-                with m.Else():
-                    m.d.sync += [em1.eq(em1 >> 1), mul_count.eq(mul_count + 1)]
-                    m.d.sync += [shifted[x].eq(shifted[x] << 1) for x in range(4)]
-                    with m.If(em1[0]):
-                        m.d.sync += [product[x].eq(product[x] + shifted[x]) for x in range(4)]
-                    with m.If(mul_count == cf.EXTENT_BITS):
-                        m.d.sync += mul_count.eq(0)
-                        m.next = "ACCUMULATE"
-            with m.State("ACCUMULATE"):
-                i = group - 1
+                             group_base.eq(cf.DESC_LOOPS + (L - 1) * cf.LOOP_WORDS)]   # innermost loop first
+                m.next = "FETCH_LOOP"
+            with m.State("LOOP"):
                 with m.If(cur_ext == 0):
                     m.d.sync += errors[cf.EngineStatus.ZERO_EXTENT].eq(1)
                 with m.If((cur_ext > 1) & (cur_role == 3)):
                     m.d.sync += errors[cf.EngineStatus.BAD_ROLE].eq(1)
-                for x, op in enumerate(cf.OPERANDS):
-                    role_ok = Cat(*(cur_role == r for r in cf.OPERAND_ROLES[op])).any()
-                    uses = role_ok & (cur_ext > 1) & (accumulate if op == "c" else 1)
-                    with m.If(uses):
-                        with m.If((stride[x] <= -(1 << AW)) | (stride[x] >= (1 << AW))):
-                            m.d.sync += errors[cf.EngineStatus.STRIDE_RANGE].eq(1)
-                        with m.If(product[x] < 0):
-                            m.d.sync += lo[x].eq(lo[x] + product[x])
-                        with m.Else():
-                            m.d.sync += hi[x].eq(hi[x] + product[x])
-                # The loop's jumps, one per slot of its role (computed once, stored into loop i).
-                new_jump = Signal(data.ArrayLayout(signed(OB), cf.SLOTS))
-                for r, slots in cf.ROLE_SLOTS.items():
-                    with m.If(cur_role == r):
-                        for s, op in enumerate(slots):
-                            x = cf.OPERANDS.index(op)
-                            m.d.comb += new_jump[s].eq(stride[x] - inner_sum[r][s])
-                m.d.comb += [walker.jump_we.eq(1), walker.jump_addr.eq(i), walker.jump_data.eq(new_jump)]
-                with m.Switch(i):
+                with m.Switch(loop_i):
                     for li in range(L):
                         with m.Case(li):
                             m.d.sync += [extent[li].eq(cur_ext), role[li].eq(cur_role)]
-                for r, slots in cf.ROLE_SLOTS.items():
-                    with m.If(cur_role == r):
-                        for s, op in enumerate(slots):
-                            x = cf.OPERANDS.index(op)
-                            m.d.sync += inner_sum[r][s].eq(inner_sum[r][s] + product[x])
-                with m.If(group == 1):
-                    m.next = "CHECK"
+                m.d.sync += [x_op.eq(0), jump_reg.eq(0)]
+                m.next = "MUL_INIT"
+            with m.State("MUL_INIT"):
+                m.d.sync += [em1.eq(Mux(cur_ext == 0, 0, cur_ext - 1)), shifted.eq(stride), product.eq(0)]
+                m.next = "MUL"
+            with m.State("MUL"):
+                m.d.sync += [em1.eq(em1 >> 1), shifted.eq(shifted << 1)]
+                with m.If(em1[0]):
+                    m.d.sync += product.eq(product + shifted)
+                with m.If(em1 == 0):
+                    m.d.sync += sum_addr.eq(Mux(product < 0, SUM_LO, SUM_HI) + x_op)
+                    with m.If(uses & ((stride <= -(1 << AW)) | (stride >= (1 << AW)))):
+                        m.d.sync += errors[cf.EngineStatus.STRIDE_RANGE].eq(1)
+                    m.next = "LOHI_READ"
+            with m.State("LOHI_READ"):
+                m.d.sync += rd.eq(Mux(sum_valid.bit_select(sum_addr, 1), sums_r.data, 0))
+                m.next = "LOHI_WRITE"
+            with m.State("LOHI_WRITE"):
+                with m.If(uses):
+                    m.d.comb += [sums_w.data.eq(rd + product), sums_w.en.eq(1)]
+                    m.d.sync += sum_valid.bit_select(sum_addr, 1).eq(1)
+                m.d.sync += sum_addr.eq(SUM_ROLE + role_base + slot_of)
+                m.next = "ROLE_READ"
+            with m.State("ROLE_READ"):
+                m.d.sync += rd.eq(Mux(sum_valid.bit_select(sum_addr, 1), sums_r.data, 0))
+                m.next = "ROLE_WRITE"
+            with m.State("ROLE_WRITE"):
+                with m.If(has_slot):
+                    m.d.comb += [sums_w.data.eq(rd + product), sums_w.en.eq(1)]
+                    m.d.sync += sum_valid.bit_select(sum_addr, 1).eq(1)
+                    with m.Switch(slot_of):
+                        for sl in range(cf.SLOTS):
+                            with m.Case(sl):
+                                m.d.sync += jump_reg[sl].eq(stride - rd)
+                m.d.comb += rotate.eq(1)
+                m.d.sync += x_op.eq(x_op + 1)
+                with m.If(x_op == 3):
+                    m.next = "LOOP_END"
                 with m.Else():
-                    m.d.sync += [group.eq(group - 1), group_base.eq(group_base - cf.LOOP_WORDS)]
-                    m.next = "FETCH"
+                    m.next = "MUL_INIT"
+            with m.State("LOOP_END"):
+                m.d.comb += [walker.jump_we.eq(1), walker.jump_addr.eq(loop_i), walker.jump_data.eq(jump_reg)]
+                with m.If(loop_i == 0):
+                    m.d.sync += [x_op.eq(0), chk_hi.eq(0), sum_addr.eq(SUM_LO)]
+                    m.next = "CHECK_READ"
+                with m.Else():
+                    m.d.sync += [loop_i.eq(loop_i - 1), group_base.eq(group_base - cf.LOOP_WORDS)]
+                    m.next = "FETCH_LOOP"
+            with m.State("CHECK_READ"):
+                # Per operand: lowest byte ≥ 0 and alignment (chk_hi = 0), then highest byte + size ≤ memory.
+                m.d.sync += [rd.eq(Mux(sum_valid.bit_select(sum_addr, 1), sums_r.data, 0)),
+                             chk_base_q.eq(chk_base)]
+                m.next = "CHECK_ADD"
+            with m.State("CHECK_ADD"):
+                m.d.sync += chk_value.eq(chk_base_q + (rd << chk_shift))
+                m.next = "CHECK"
             with m.State("CHECK"):
-                # One operand per cycle (check_op 0…3): alignment and lowest/highest byte address.
-                ebs = [eb, eb, cf.ACC_BYTES, cf.ACC_BYTES]
-                b = Signal(32)
-                lo_x, hi_x = Signal(signed(SW)), Signal(signed(SW))
-                shift = Signal(2)
-                size = Signal(3)
-                in_use = Signal()
-                with m.Switch(check_op):
-                    for x, op in enumerate(cf.OPERANDS):
-                        with m.Case(x):
-                            m.d.comb += [b.eq(base[x]), lo_x.eq(lo[x]), hi_x.eq(hi[x]),
-                                         shift.eq(ebs[x].bit_length() - 1), size.eq(ebs[x]),
-                                         in_use.eq(accumulate if op == "c" else 1)]
-                low = Signal(signed(SW + 4))
-                high = Signal(signed(SW + 4))
-                m.d.comb += [low.eq(b + (lo_x << shift)), high.eq(b + (hi_x << shift) + size)]
-                misaligned = ((shift == 1) & b[0]) | ((shift == 2) & (b[:2] != 0))
-                with m.If(in_use):
-                    with m.If(misaligned):
-                        m.d.sync += errors[cf.EngineStatus.MISALIGNED].eq(1)
-                    with m.If((low < 0) | (high > self.tensor_bytes)):
-                        with m.Switch(check_op):
-                            for x, op in enumerate(cf.OPERANDS):
-                                with m.Case(x):
-                                    m.d.sync += errors[cf.EngineStatus[f"{op.upper()}_RANGE"]].eq(1)
-                m.d.sync += check_op.eq(check_op + 1)
-                with m.If(check_op == 3):
-                    m.d.sync += check_op.eq(0)
-                    m.next = "DECIDE"
+                in_use = (x_op != 2) | accumulate
+                high_limit = Mux(x_op[1], self.tensor_bytes - cf.ACC_BYTES, self.tensor_bytes - eb)
+                bad = Mux(chk_hi, chk_value > high_limit, chk_value < 0)
+                with m.If(in_use & ~chk_hi & misaligned):
+                    m.d.sync += errors[cf.EngineStatus.MISALIGNED].eq(1)
+                with m.If(in_use & bad):
+                    with m.Switch(x_op):
+                        for xi, op in enumerate(cf.OPERANDS):
+                            with m.Case(xi):
+                                m.d.sync += errors[cf.EngineStatus[f"{op.upper()}_RANGE"]].eq(1)
+                m.d.sync += chk_hi.eq(~chk_hi)
+                with m.If(chk_hi):
+                    m.d.sync += [x_op.eq(x_op + 1), sum_addr.eq(SUM_LO + x_op + 1)]
+                    with m.If(x_op == 3):
+                        m.next = "DECIDE"
+                    with m.Else():
+                        m.next = "CHECK_READ"
+                with m.Else():
+                    m.d.sync += sum_addr.eq(SUM_HI + x_op)
+                    m.next = "CHECK_READ"
             with m.State("DECIDE"):
                 m.d.comb += self.take.eq(1)
                 code = Signal(4)
@@ -381,14 +460,17 @@ class EngineCore(wiring.Component):
                 with m.Else():
                     m.next = "K"
             with m.State("FILL_M"):
+                # One entry every other cycle (the address generator's step takes two).
                 m.d.comb += [fill_ports[0].addr.eq(_table_addr(m_par, fill_count, Tm)),
-                             fill_ports[0].en.eq(1), walker.step.eq(1)]
-                m.d.sync += [fill_count.eq(fill_count + 1), blk_pos.eq(Mux(blk_pos == R - 1, 0, blk_pos + 1))]
-                with m.If(blk_pos == 0):
-                    m.d.sync += mi_count.eq(mi_count + 1)
-                with m.If(walker.last | (fill_count + 1 == Tm)):
-                    m.d.sync += [tm_eff.eq(fill_count + 1), m_last.eq(walker.last)]
-                    m.next = "N"
+                             fill_ports[0].en.eq(walker.valid), walker.step.eq(1)]
+                with m.If(walker.valid):
+                    m.d.sync += [fill_count.eq(fill_count + 1),
+                                 blk_pos.eq(Mux(blk_pos == R - 1, 0, blk_pos + 1))]
+                    with m.If(blk_pos == 0):
+                        m.d.sync += mi_count.eq(mi_count + 1)
+                    with m.If(walker.last | (fill_count == Tm - 1)):
+                        m.d.sync += [tm_eff.eq(fill_count + 1), m_last.eq(walker.last)]
+                        m.next = "N"
             with m.State("N"):
                 with m.If(~n_busy.bit_select(~t_par, 1)):
                     m.d.sync += [walker.sel.eq(cf.ROLE_N), t_par.eq(~t_par), fill_count.eq(0), blk_pos.eq(0),
@@ -397,13 +479,15 @@ class EngineCore(wiring.Component):
                     m.next = "FILL_N"
             with m.State("FILL_N"):
                 m.d.comb += [fill_ports[1].addr.eq(_table_addr(t_par, fill_count, Tn)),
-                             fill_ports[1].en.eq(1), walker.step.eq(1)]
-                m.d.sync += [fill_count.eq(fill_count + 1), blk_pos.eq(Mux(blk_pos == C - 1, 0, blk_pos + 1))]
-                with m.If(blk_pos == 0):
-                    m.d.sync += nj_count.eq(nj_count + 1)
-                with m.If(walker.last | (fill_count + 1 == Tn)):
-                    m.d.sync += [tn_eff.eq(fill_count + 1), n_last.eq(walker.last)]
-                    m.next = "K"
+                             fill_ports[1].en.eq(walker.valid), walker.step.eq(1)]
+                with m.If(walker.valid):
+                    m.d.sync += [fill_count.eq(fill_count + 1),
+                                 blk_pos.eq(Mux(blk_pos == C - 1, 0, blk_pos + 1))]
+                    with m.If(blk_pos == 0):
+                        m.d.sync += nj_count.eq(nj_count + 1)
+                    with m.If(walker.last | (fill_count == Tn - 1)):
+                        m.d.sync += [tn_eff.eq(fill_count + 1), n_last.eq(walker.last)]
+                        m.next = "K"
             with m.State("K"):
                 with m.If(first_job | ~single_chunk):
                     m.d.sync += [walker.sel.eq(cf.ROLE_K), fill_count.eq(0)]
@@ -411,13 +495,15 @@ class EngineCore(wiring.Component):
                 with m.Else():
                     m.next = "PANELS"
             with m.State("FILL_K"):
-                m.d.comb += [fill_ports[2].addr.eq(fill_count), fill_ports[2].en.eq(1), walker.step.eq(1)]
-                m.d.sync += fill_count.eq(fill_count + 1)
-                with m.If(walker.last | (fill_count + 1 == Kc)):
-                    m.d.sync += [kc_eff.eq(fill_count + 1), k_last.eq(walker.last)]
-                    with m.If(first_job):
-                        m.d.sync += single_chunk.eq(walker.last)
-                    m.next = "PANELS"
+                m.d.comb += [fill_ports[2].addr.eq(fill_count), fill_ports[2].en.eq(walker.valid),
+                             walker.step.eq(1)]
+                with m.If(walker.valid):
+                    m.d.sync += fill_count.eq(fill_count + 1)
+                    with m.If(walker.last | (fill_count == Kc - 1)):
+                        m.d.sync += [kc_eff.eq(fill_count + 1), k_last.eq(walker.last)]
+                        with m.If(first_job):
+                            m.d.sync += single_chunk.eq(walker.last)
+                        m.next = "PANELS"
             with m.State("PANELS"):
                 m.d.sync += need_a.eq((kc_idx_zero & new_m) | ~single_chunk)
                 m.next = "LOAD_A"
@@ -501,6 +587,7 @@ class EngineCore(wiring.Component):
         mn_bank, mn_blk = Signal(range(max(R, C))), Signal(range(max(tm, tn) + 1))
         k_lane, k_word = Signal(range(P)), Signal(range(KW + 1))
         outstanding = Signal(range(LD_OUTSTANDING + 1))
+        pipe_busy = Signal()                  # responses still on their way into the scratchpads
 
         run_info = data.StructLayout({"op": 1, "kinner": 1, "bank": range(max(R, C)), "addr": range(2 * max(tm, tn) * KW),
                                       "lane": range(P), "n": range(9), "byte": 3, "buf": 1})
@@ -529,14 +616,23 @@ class EngineCore(wiring.Component):
         m.d.comb += lim_lane.eq(Mux(kinner, P - k_lane, banks - mn_bank))
         m1 = Mux(lim_lane < lim_mem, lim_lane, lim_mem)
         m.d.comb += n_run.eq(Mux(stretch < m1, stretch, m1))
+        # The run length is decided a cycle before its request (n_q, n_ok), so the request's bookkeeping
+        # starts from registers. While runs are whole aligned words (K runs, or M/N runs over exactly P
+        # banks) the next length is known to be P again and requests go out every cycle.
+        n_q = Signal(range(9))
+        n_ok = Signal()
+        banks_is_p = Signal()
 
         word_addr = Signal(range(2 * max(tm, tn) * KW))
         buf = Mux(op, b_buf, a_buf)
-        per_buf = Mux(op, tn * KW, tm * KW)
-        m.d.comb += word_addr.eq(Mux(buf, per_buf, 0) + mn_blk * KW + k_word)
+        if tm == tn:
+            m.d.comb += word_addr.eq(_place(buf, tm * KW, _place(mn_blk, KW, k_word)))
+        else:
+            per_buf = Mux(op, tn * KW, tm * KW)
+            m.d.comb += word_addr.eq(Mux(buf, per_buf, 0) + mn_blk * KW + k_word)
         info_in = Signal(run_info)
         m.d.comb += [info_in.op.eq(op), info_in.kinner.eq(kinner), info_in.bank.eq(mn_bank),
-                     info_in.addr.eq(word_addr), info_in.lane.eq(k_lane), info_in.n.eq(n_run),
+                     info_in.addr.eq(word_addr), info_in.lane.eq(k_lane), info_in.n.eq(n_q),
                      info_in.byte.eq(byte[:3]), info_in.buf.eq(buf)]
         m.d.comb += [info.w_data.eq(info_in), self.ld_req.payload.eq(byte[3:])]
 
@@ -565,7 +661,7 @@ class EngineCore(wiring.Component):
             with m.State("CHOOSE"):
                 use_k = k_rem >= mn_rem
                 mn_total = Mux(op, tn_eff, tm_eff)
-                m.d.sync += [kinner.eq(use_k), banks.eq(Mux(op, C, R)),
+                m.d.sync += [kinner.eq(use_k), banks.eq(Mux(op, C, R)), banks_is_p.eq(Mux(op, C == P, R == P)),
                              n_outer.eq(Mux(use_k, mn_total, kc_eff)), n_inner.eq(Mux(use_k, kc_eff, mn_total))]
                 m.next = "FETCH"
             with m.State("FETCH"):
@@ -579,20 +675,24 @@ class EngineCore(wiring.Component):
                 base_op = Mux(op, base[1], base[0])
                 m.d.sync += byte.eq(base_op + ((out_off + in_off) << ebs))
                 left = n_inner - inner
-                m.d.sync += stretch.eq(Mux(in_rem < left, in_rem, left))
+                m.d.sync += [stretch.eq(Mux(in_rem < left, in_rem, left)), n_ok.eq(0)]
                 m.next = "RUN"
             with m.State("RUN"):
-                m.d.comb += [self.ld_req.valid.eq(info.w_rdy), issue.eq(self.ld_req.ready & info.w_rdy)]
+                with m.If(~n_ok):
+                    m.d.sync += [n_q.eq(n_run), n_ok.eq(1)]
+                with m.Else():
+                    m.d.comb += [self.ld_req.valid.eq(info.w_rdy), issue.eq(self.ld_req.ready & info.w_rdy)]
                 with m.If(issue):
                     m.d.comb += info.w_en.eq(1)
-                    m.d.sync += [byte.eq(byte + (n_run << ebs)), stretch.eq(stretch - n_run),
-                                 inner.eq(inner + n_run)]
+                    m.d.sync += [byte.eq(byte + (n_q << ebs)), stretch.eq(stretch - n_q),
+                                 inner.eq(inner + n_q),
+                                 n_ok.eq((n_q == P) & (kinner | banks_is_p) & (stretch >= 2 * P))]
                     with m.If(kinner):
-                        advance_k(n_run)
+                        advance_k(n_q)
                     with m.Else():
-                        advance_mn(n_run, banks)
-                    with m.If(stretch == n_run):
-                        with m.If(inner + n_run == n_inner):
+                        advance_mn(n_q, banks)
+                    with m.If(stretch == n_q):
+                        with m.If(inner + n_q == n_inner):
                             m.d.sync += [inner.eq(0), outer.eq(outer + 1)]
                             with m.If(kinner):
                                 m.d.sync += [k_lane.eq(0), k_word.eq(0)]
@@ -607,11 +707,14 @@ class EngineCore(wiring.Component):
                         with m.Else():
                             m.next = "FETCH"
             with m.State("DRAIN"):
-                with m.If((outstanding == 0) & ~info.r_rdy):
+                with m.If((outstanding == 0) & ~info.r_rdy & ~pipe_busy):
                     m.d.comb += done.eq(1)
                     m.next = "IDLE"
 
-        # Responses: in order, always accepted; each lands in the scratchpad in the same cycle.
+        # Responses: in order, always accepted. Two register stages put them into the scratchpads, one path
+        # shared by A and B: stage 1 rotates the word so that element e of the run sits in lane
+        # `lane + e` (runs along K) or in lane `bank + e` mod P (runs along M/N: bank b takes lane b mod P,
+        # replicated, and writes only lane `lane`); stage 2 picks per bank and writes.
         m.d.comb += self.ld_resp.ready.eq(1)
         got = self.ld_resp.valid
         m.d.comb += info.r_en.eq(got)
@@ -622,30 +725,47 @@ class EngineCore(wiring.Component):
             m.d.sync += outstanding.eq(outstanding - 1)
         run = Signal(run_info)
         m.d.comb += run.eq(info.r_data)
-        aligned = Signal(64)
-        m.d.comb += aligned.eq(self.ld_resp.payload >> (run.byte * 8))
         ew = 8 * eb
-        elems = [aligned[e * ew:(e + 1) * ew] for e in range(P)]
-        lane_data = Signal(64)
-        m.d.comb += lane_data.eq(aligned << (run.lane * ew))
-        lane_mask = Signal(P)
-        m.d.comb += lane_mask.eq((((Const(1, 9) << run.n) - 1) << run.lane)[:P])
-        for op_value, ports in ((0, a_wr), (1, b_wr)):
-            for b, port in enumerate(ports):
-                pick = Signal(ew, name=f"ld_pick_{op_value}_{b}")
-                with m.Switch(b - run.bank):
-                    for e in range(min(P, b + 1)):
-                        with m.Case(e):
-                            m.d.comb += pick.eq(elems[e])
-                m.d.comb += port.addr.eq(run.addr)
-                with m.If(got & (run.op == op_value)):
-                    with m.If(run.kinner):
-                        m.d.comb += [port.data.eq(lane_data),
-                                     port.en.eq(Mux(run.bank == b, lane_mask, 0))]
-                    with m.Else():
-                        m.d.comb += [port.data.eq(pick.replicate(P)),
-                                     port.en.eq(Mux((b >= run.bank) & (b < run.bank + run.n),
-                                                    1 << run.lane, 0))]
+        NB = max(R, C)
+        lane_bits = (P - 1).bit_length()
+        # Stage 1 registers: the word, where the run starts, its rotation and its enables.
+        got1, word1, rot1 = Signal(), Signal(64), Signal(max(1, lane_bits))
+        r1 = Signal(run_info)
+        m.d.sync += [got1.eq(got), word1.eq(self.ld_resp.payload), r1.eq(run)]
+        if P > 1:
+            m.d.sync += rot1.eq((run.byte >> ebs) - Mux(run.kinner, run.lane, run.bank[:lane_bits]))
+        run_ones = Signal(8)
+        m.d.comb += run_ones.eq((Const(1, 9) << r1.n) - 1)
+        # Stage 2 registers: the rotated word, the banks written and their lane enables.
+        got2, op2, kinner2 = Signal(), Signal(), Signal()
+        rotated = Signal(64)
+        addr2 = Signal.like(r1.addr)
+        banks2 = Signal(NB)
+        lanes2 = Signal(P)
+        elems1 = [word1[e * ew:(e + 1) * ew] for e in range(P)]
+        rot_value = Signal(64)
+        if P > 1:
+            with m.Switch(rot1):
+                for amount in range(P):
+                    with m.Case(amount):
+                        m.d.comb += rot_value.eq(Cat(*(elems1[(e + amount) % P] for e in range(P))))
+        else:
+            m.d.comb += rot_value.eq(word1)
+        m.d.sync += [got2.eq(got1), op2.eq(r1.op), kinner2.eq(r1.kinner), rotated.eq(rot_value),
+                     addr2.eq(r1.addr),
+                     banks2.eq(Mux(r1.kinner, Const(1, NB) << r1.bank, (run_ones << r1.bank)[:NB])),
+                     lanes2.eq(Mux(r1.kinner, (run_ones << r1.lane)[:P], Const(1, P) << r1.lane))]
+        rot_elems = [rotated[e * ew:(e + 1) * ew] for e in range(P)]
+        for b in range(NB):
+            bank_data = Signal(64, name=f"ld_data_{b}")
+            m.d.comb += bank_data.eq(Mux(kinner2, rotated, rot_elems[b % P].replicate(P)))
+            for op_value, ports in ((0, a_wr), (1, b_wr)):
+                if b >= len(ports):
+                    continue
+                port = ports[b]
+                m.d.comb += [port.addr.eq(addr2), port.data.eq(bank_data),
+                             port.en.eq(Mux(got2 & (op2 == op_value) & banks2[b], lanes2, 0))]
+        m.d.comb += pipe_busy.eq(got1 | got2)
 
     # ---------------------------------------------------------------------------------------------------
     def _elaborate_backend(self, m, feed_jobs, wb_jobs, job, a_rd, b_rd, a_clr, b_clr, m_clr, n_clr,
@@ -655,7 +775,8 @@ class EngineCore(wiring.Component):
         KW = self.chunk_k // P
         Tm, Tn, Kc = self.tile_m, self.tile_n, self.chunk_k
         ew = 8 * eb
-        m.submodules.array = array = SystolicArray(R, C, self.width, 32, self.mult)
+        AB = self.acc_bits
+        m.submodules.array = array = SystolicArray(R, C, self.width, AB, self.mult)
 
         # ---- feeder ----
         cur = Signal(job)
@@ -674,8 +795,10 @@ class EngineCore(wiring.Component):
         credit_back = Signal()
         meta = data.StructLayout({"real": 1, "mi": range(tm + 1), "nj": range(tn + 1), "last": 1})
         # One entry per interval between its closing `first` token and its drain burst: intervals last at
-        # least R cycles and the burst comes R + 7 cycles later, so R + 10 entries never overflow.
-        m.submodules.drain_meta = drain_meta = fifo.SyncFIFOBuffered(width=meta.size, depth=R + 10)
+        # least R cycles and the burst comes R + 7 cycles later, so (R + 7) // R + 3 entries never overflow.
+        # A power-of-two inner FIFO (SyncFIFOBuffered adds its output register) keeps the pointers cheap.
+        m.submodules.drain_meta = drain_meta = fifo.SyncFIFOBuffered(
+            width=meta.size, depth=_pow2_at_least((R + 7) // R + 2) + 1)
         meta_in = Signal(meta)
         m.d.comb += [meta_in.real.eq(real), meta_in.mi.eq(open_mi), meta_in.nj.eq(open_nj),
                      meta_in.last.eq(open_last), drain_meta.w_data.eq(meta_in)]
@@ -750,9 +873,9 @@ class EngineCore(wiring.Component):
                      e_tm.eq(emit_job.tm_eff), e_tn.eq(emit_job.tn_eff)]
         k_word_e = e_k >> (P.bit_length() - 1)
         for i, port in enumerate(a_rd):
-            m.d.comb += port.addr.eq(Mux(e_abuf, tm * KW, 0) + e_mi * KW + k_word_e)
+            m.d.comb += port.addr.eq(_place(e_abuf, tm * KW, _place(e_mi, KW, k_word_e)))
         for j, port in enumerate(b_rd):
-            m.d.comb += port.addr.eq(Mux(e_bbuf, tn * KW, 0) + e_nj * KW + k_word_e)
+            m.d.comb += port.addr.eq(_place(e_bbuf, tn * KW, _place(e_nj, KW, k_word_e)))
         # Block RAM outputs are registered in the fabric before any logic (ECP5 DP16KD: ~6 ns clock-to-out).
         lane_d, lane_q = Signal(range(P)), Signal(range(P))
         valid_d, first_d, valid_q, first_q = Signal(), Signal(), Signal(), Signal()
@@ -767,7 +890,8 @@ class EngineCore(wiring.Component):
             word_q = Signal(64, name=f"b_word{j}")
             m.d.sync += word_q.eq(port.data)
             lanes = data.ArrayLayout(unsigned(ew), P)(word_q)
-            m.d.comb += array.b[j].eq(Mux(valid_q, lanes[lane_q], 0))
+            # No zero gating for B: an idle step's A is 0, and a cell always pairs A and B of the same step.
+            m.d.comb += array.b[j].eq(lanes[lane_q])
         m.d.comb += array.first.eq(first_q)
 
         # Counters: useful MACs of this step (rows and columns inside the tile).
@@ -792,11 +916,13 @@ class EngineCore(wiring.Component):
         m.submodules.wb_intervals = wb_intervals = fifo.SyncFIFOBuffered(width=meta.size, depth=4)
         col_fifos = []
         for j in range(C):
-            # Credits keep at most two sub-tiles' values (2R) here; one spare entry for the write in flight.
-            f = fifo.SyncFIFO(width=32, depth=2 * R + 1)
+            # Credits keep at most two sub-tiles' values (2R) here: a sub-tile starts only after the write-back
+            # popped every value of the one two before it, and its values arrive R + 3 cycles after it starts.
+            f = fifo.SyncFIFO(width=AB, depth=_pow2_at_least(2 * R))
             m.submodules[f"drain_col{j}"] = f
             col_fifos.append(f)
         burst_start = Signal(C)
+        tile_complete = Signal()          # the last value of a sub-tile enters its column FIFO
         burst_real = Signal(C)            # per column: the current burst belongs to a sub-tile
         prev_valid = Signal(C)
         m.d.sync += prev_valid.eq(array.out_valid)
@@ -815,13 +941,15 @@ class EngineCore(wiring.Component):
             start_real_j = (meta_out.real & burst_start[0]) if j == 0 else real_line[j - 1]
             with m.If(burst_start[j]):
                 m.d.sync += burst_real[j].eq(start_real_j)
-            prev = [Signal(32, name=f"prev_{j}_{i}") for i in range(R)]
+            prev = [Signal(AB, name=f"prev_{j}_{i}") for i in range(R)]
             value = array.out_data[j]
             keep = Mux(burst_start[j], start_real_j, burst_real[j])
             with m.If(array.out_valid[j]):
                 m.d.sync += [prev[i].eq(prev[i + 1]) for i in range(R - 1)]
                 m.d.sync += prev[R - 1].eq(value)
             m.d.comb += [col_fifos[j].w_data.eq(value - prev[0]), col_fifos[j].w_en.eq(array.out_valid[j] & keep)]
+            if j == C - 1:
+                m.d.comb += tile_complete.eq(array.out_valid[j] & array.out_last[j] & keep)
 
         # ---- write-back ----
         wjob = Signal(job)
@@ -839,19 +967,29 @@ class EngineCore(wiring.Component):
         s1_valid, s1_keep = Signal(), Signal()
         s1_value = Signal(32)
         s2_valid, s2_keep = Signal(), Signal()
-        room = pending.w_level + s1_valid + s2_valid < pending.depth - 1
-        col_rdy = Signal()
-        col_val = Signal(32)
+        # Everything that gates `pop` is a register: `room` is decided a cycle ahead (the pipeline and the
+        # pending FIFO grow by at most one entry per cycle), and a sub-tile is popped only once all of its
+        # values are in the column FIFOs (`arrived`), so no per-column readiness is needed.
+        room = Signal()
+        m.d.sync += room.eq(pending.w_level + s1_valid + s2_valid + 1 < pending.depth - 1)
+        col_val = Signal(signed(AB))        # the sub-tile's exact sum (see array_acc_bits)
         with m.Switch(c_j):
             for j in range(C):
                 with m.Case(j):
-                    m.d.comb += [col_rdy.eq(col_fifos[j].r_rdy), col_val.eq(col_fifos[j].r_data)]
+                    m.d.comb += col_val.eq(col_fifos[j].r_data)
+        arrived = Signal(range(3))
+        interval_done = Signal()
+        with m.If(tile_complete & ~interval_done):
+            m.d.sync += arrived.eq(arrived + 1)
+        with m.Elif(interval_done & ~tile_complete):
+            m.d.sync += arrived.eq(arrived - 1)
         pop = Signal()
-        m.d.comb += pop.eq(wb_intervals.r_rdy & wb_jobs.r_rdy & col_rdy & room)
+        # (wb_intervals.r_rdy: on a 1×1 array the interval's metadata and its only value arrive together.)
+        m.d.comb += pop.eq((arrived != 0) & wb_intervals.r_rdy & wb_jobs.r_rdy & room)
         m.d.comb += [m_wb.addr.eq(_table_addr(wjob.m_par, m_loc, Tm)),
                      n_wb.addr.eq(_table_addr(wjob.t_par, n_loc, Tn))]
-        m_now = ival.mi * R + r_i
-        n_now = ival.nj * C + c_j
+        m_now = _place(ival.mi, R, r_i)
+        n_now = _place(ival.nj, C, c_j)
         m.d.comb += [m_loc.eq(m_now), n_loc.eq(n_now)]
         job_end = Signal()
         with m.If(pop):
@@ -865,7 +1003,7 @@ class EngineCore(wiring.Component):
                 m.d.sync += c_j.eq(0)
                 with m.If(r_i == R - 1):
                     m.d.sync += r_i.eq(0)
-                    m.d.comb += [wb_intervals.r_en.eq(1), credit_back.eq(1)]
+                    m.d.comb += [wb_intervals.r_en.eq(1), credit_back.eq(1), interval_done.eq(1)]
                     with m.If(ival.last):
                         m.d.comb += job_end.eq(1)
                 with m.Else():

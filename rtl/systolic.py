@@ -125,6 +125,7 @@ class SystolicArray(wiring.Component):
             "first": In(1),
             "out_valid": Out(cols),
             "out_first": Out(cols),     # the value on out_data[j] is row 0 (a new burst)
+            "out_last": Out(cols),      # the value on out_data[j] is row R − 1 (the burst's last)
             "out_data": Out(data.ArrayLayout(unsigned(acc_width), cols)),
         })
 
@@ -171,6 +172,6 @@ class SystolicArray(wiring.Component):
                 picked = picked | (cells[i][j].shadow & select[i].replicate(self.acc_width))
             out_data = Signal(self.acc_width, name=f"drain_data{j}", reset_less=True)
             m.d.sync += [out_data.eq(picked), self.out_valid[j].eq(select.any()),
-                         self.out_first[j].eq(select[0])]
+                         self.out_first[j].eq(select[0]), self.out_last[j].eq(select[R - 1])]
             m.d.comb += self.out_data[j].eq(out_data)
         return m

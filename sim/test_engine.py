@@ -218,9 +218,13 @@ class TB:
                 return status
             await ClockCycles(self.dut.clk, 50)
         core = self.dut.core
-        state = {name: int(getattr(core, name).value) for name in
-                 ("validator_state", "producer_state", "loader_state", "real", "cur_live", "in_flight",
-                  "ending")}
+        state = {}
+        for name in ("validator_state", "producer_state", "loader_state", "real", "cur_live", "in_flight",
+                     "ending", "arrived", "room", "v_go", "m_busy", "n_busy", "a_busy", "b_busy"):
+            try:
+                state[name] = int(getattr(core, name).value)
+            except (AttributeError, ValueError):
+                pass
         raise AssertionError(f"engine did not finish: completed={await self.reg('completed')}, "
                              f"status={await self.reg('status'):#x}, internal state {state}, "
                              f"last descriptor {self.last_desc}")

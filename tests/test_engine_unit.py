@@ -167,6 +167,9 @@ def test_address_generator_matches_model(seed):
             ctx.set(dut.restart, 0)
             for rep in range(2):            # a second pass checks the wrap to index 0
                 for e in range(size):
+                    assert not ctx.get(dut.valid)       # a step takes two cycles: deciding, then valid
+                    await ctx.tick()
+                    assert ctx.get(dut.valid)
                     for s, op in enumerate(slots):
                         assert ctx.get(dut.offset[s]) == expected[s][e], (role, e, op)
                         # rem: contiguous run length from e in slot s (saturated at 15)
@@ -197,9 +200,10 @@ def test_address_generator_rem_exact():
         await ctx.tick()
         ctx.set(dut.restart, 0)
         seen = []
-        for _ in range(12):
-            seen.append((ctx.get(dut.offset[0]), ctx.get(dut.rem[0]), ctx.get(dut.rem[1])))
-            ctx.set(dut.step, 1)
+        ctx.set(dut.step, 1)                      # held high: honoured only while `valid`
+        while len(seen) < 12:
+            if ctx.get(dut.valid):
+                seen.append((ctx.get(dut.offset[0]), ctx.get(dut.rem[0]), ctx.get(dut.rem[1])))
             await ctx.tick()
         assert [s[0] for s in seen] == [0, 1, 2, 3, 4, 5, 100, 101, 102, 103, 104, 105]
         assert [s[1] for s in seen] == [6, 5, 4, 3, 2, 1] * 2
