@@ -104,6 +104,11 @@ def bench_tapp(quick=False):
     return run(quick=quick)
 
 
+def bench_nic(quick=False):
+    from .bench_nic import bench_nic as run
+    return run(quick=quick)
+
+
 def bench_numerics(quick=False):
     from .bench_numerics import bench_numerics as run
     return run(quick=quick)
@@ -115,7 +120,7 @@ def bench_torch(quick=False):
 
 
 BENCHMARKS = {"spine": bench_spine, "formats": bench_formats, "engine": bench_engine, "tapp": bench_tapp,
-              "numerics": bench_numerics, "torch": bench_torch}
+              "nic": bench_nic, "numerics": bench_numerics, "torch": bench_torch}
 
 
 def _format(value, unit):

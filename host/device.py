@@ -210,3 +210,10 @@ class Device:
         """Copy an int8/int32 array into tensor memory; returns a DeviceTensor (tensornic.tapp.upload)."""
         from .tapp import upload
         return upload(self, array)
+
+    # -- the all-reduce NIC (host/nic.py) ---------------------------------------------------------------
+    def allreduce(self, x, rs_codec="fp32", ag_codec="fp32", **options):
+        """This rank's part of a ring all-reduce on the NIC (tensornic.nic.allreduce; a collective: every
+        rank calls it). Run `tensornic.nic.configure(dev, rank=, world=)` once first."""
+        from .nic import allreduce
+        return allreduce(self, x, rs_codec, ag_codec, **options)

@@ -46,12 +46,19 @@ class SocConfig:
     engine_chunk_k: int = 256
     engine_queue: int = 4
     tensor_bytes: int = 0
+    #: All-reduce NIC (docs/nic.md): vector memory words (0: no NIC), retransmission window (frames),
+    #: largest UDP payload, MXINT8 block size.
+    nic_vector_words: int = 0
+    nic_window: int = 16
+    nic_max_payload: int = 1472
+    nic_mx_block: int = 32
 
     #: field name → ROM tag (4 ASCII characters). Later engines append their parameters here.
     TAGS = {"clock_hz": "CLKH", "baud": "BAUD", "scratch_bytes": "SCRB", "max_transfer": "MXFR",
             "engine_rows": "ENGR", "engine_cols": "ENGC", "engine_width": "ENGW", "engine_loops": "ENGL",
             "engine_tile_m": "ENTM", "engine_tile_n": "ENTN", "engine_chunk_k": "ENKC",
-            "engine_queue": "ENGQ", "tensor_bytes": "TNSB"}
+            "engine_queue": "ENGQ", "tensor_bytes": "TNSB",
+            "nic_vector_words": "NICV", "nic_window": "NICW", "nic_max_payload": "NICP", "nic_mx_block": "NICK"}
 
     def __post_init__(self):
         if self.clock_hz < 1_000_000:
@@ -71,6 +78,15 @@ class SocConfig:
             if self.tensor_bytes < 4096 or self.tensor_bytes & (self.tensor_bytes - 1):
                 raise ValueError(f"tensor_bytes={self.tensor_bytes} must be a power of two ≥ 4096 "
                                  f"when the SoC has an engine")
+        if self.has_nic:
+            # The NIC checks the rest of its parameters itself (rtl/ring_engine.py).
+            if self.nic_vector_words < 64 or self.nic_vector_words & (self.nic_vector_words - 1):
+                raise ValueError(f"nic_vector_words={self.nic_vector_words} must be a power of two ≥ 64 "
+                                 f"(or 0 for no NIC)")
+
+    @property
+    def has_nic(self) -> bool:
+        return self.nic_vector_words != 0
 
     @property
     def has_engine(self) -> bool:
@@ -307,4 +323,10 @@ def soc_memory_map(config: SocConfig) -> MemoryMap:
                            "Contraction engine descriptor queue: one slot of 64 words per entry.")
         builder.add_memory("tensor", config.tensor_bytes,
                            "Tensor memory: the engine's operands and results (also read/written by the host).")
+    if config.has_nic:
+        from .nic_format import NIC_REGISTERS
+        builder.add_registers("nic", [Register(name, access, text) for name, access, text in NIC_REGISTERS],
+                              "All-reduce NIC: configuration, control, status, counters (docs/nic.md).")
+        builder.add_memory("nic_vector", config.nic_vector_words * WORD_BYTES,
+                           "All-reduce NIC vector memory: the padded input, then the result in place.")
     return builder.build(config)

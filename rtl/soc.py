@@ -34,6 +34,16 @@ class Soc(wiring.Component):
                 "link_idle": Out(1),        # nothing in progress: only input can change anything
                 "link_receiving": Out(1),   # inside a request frame, waiting for more bytes
             })
+        if config.has_nic:
+            # The NIC's message interface (UDP payloads; rtl/ring_engine.py), for the UDP endpoint or a link model.
+            from .ring_engine import FrameByte
+            members.update({
+                "nic_tx_length": Out(stream.Signature(16)),
+                "nic_tx_peer": Out(1),
+                "nic_tx": Out(stream.Signature(FrameByte)),
+                "nic_rx": In(stream.Signature(FrameByte)),
+                "nic_busy": Out(1),
+            })
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -65,6 +75,17 @@ class Soc(wiring.Component):
             connect(m, engine.wb_req, tensor.wb_req)
             connect(m, tensor.wb_resp, engine.wb_resp)
             engine_busy = engine.busy
+        if cfg.has_nic:
+            from .ring_nic import NicCore
+            m.submodules.nic = nic = NicCore(mmap.region("nic"), vector_words=cfg.nic_vector_words,
+                                             window=cfg.nic_window, max_payload=cfg.nic_max_payload,
+                                             mx_block=cfg.nic_mx_block)
+            connect(m, decoder.nic, nic.regs)
+            connect(m, decoder.nic_vector, nic.vector)
+            connect(m, nic.tx_length, wiring.flipped(self.nic_tx_length))
+            connect(m, nic.tx, wiring.flipped(self.nic_tx))
+            connect(m, wiring.flipped(self.nic_rx), nic.rx)
+            m.d.comb += [self.nic_tx_peer.eq(nic.tx_peer), self.nic_busy.eq(nic.busy)]
 
         # Host byte path: the UART, or (simulation) the harness's byte streams.
         m.d.comb += uart.rx.eq(self.uart_rx)

@@ -16,6 +16,8 @@ def designs():
     from ..rtl.fp32_add import Fp32Adder
     from ..rtl.mxint8 import MxInt8Decoder, MxInt8Encoder
     from ..rtl.rgmii import RgmiiAdapter
+    from ..rtl.ring_engine import RingEngine
+    from ..rtl.ring_link import RingFabric
     from ..rtl.soc import Soc
     from ..rtl.uart import UartPhy
     from ..rtl.udp import UdpEndpoint
@@ -27,6 +29,8 @@ def designs():
         ("uart_phy", lambda: UartPhy()),
         ("rgmii_adapter", lambda: RgmiiAdapter()),
         ("udp_endpoint", lambda: UdpEndpoint()),
+        ("ring_engine", lambda: RingEngine()),
+        ("ring_fabric2", lambda: RingFabric(2)),
         ("fp32_add_x2", lambda: Fp32Adder(2)),
         ("bf16_encoder_x2", lambda: Bf16Encoder(2)),
         ("bf16_decoder_x2", lambda: Bf16Decoder(2)),

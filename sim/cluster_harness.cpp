@@ -1,0 +1,166 @@
+// Simulated tensornic cluster: n Verilated SoCs with NICs, wired in a ring through link models (one
+// model, sim/ring_cluster.py), each node's host byte stream served on its own pseudo-terminal.
+// Prints "PTY <path>" once per node, in rank order. Runs at full speed while anything is active (a host
+// byte queued, a request half received, a NIC busy, a datagram on a link); otherwise sleeps in poll()
+// for up to 10 ms and advances --idle-cycles cycles per wake-up. Exits on EOF on stdin or SIGTERM.
+// Options: --drop P32 --corrupt P32 (probabilities × 2^32) --seed S --dead MASK --idle-cycles N.
+
+#include <verilated.h>
+#include "Vcluster.h"
+#include "cluster_ports.h"
+
+#include <cerrno>
+#include <csignal>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <string>
+#include <vector>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <termios.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t g_stop = 0;
+static void on_signal(int) { g_stop = 1; }
+
+struct Node {
+    CData *rx_valid, *rx_payload, *rx_ready, *tx_valid, *tx_payload, *tx_ready, *receiving;
+    int master = -1, slave = -1;
+    std::deque<uint8_t> inq;
+    std::vector<uint8_t> outq;
+};
+
+int main(int argc, char **argv) {
+    uint32_t drop = 0, corrupt = 0, seed = 1, dead = 0;
+    uint64_t idle_cycles = 1000;
+    for (int i = 1; i < argc; i++) {
+        std::string a = argv[i];
+        if (a.rfind("+verilator", 0) == 0) continue;
+        if (i + 1 >= argc) { fprintf(stderr, "cluster: %s needs a value\n", a.c_str()); return 2; }
+        uint64_t v = strtoull(argv[++i], nullptr, 0);
+        if (a == "--drop") drop = (uint32_t)v;
+        else if (a == "--corrupt") corrupt = (uint32_t)v;
+        else if (a == "--seed") seed = (uint32_t)v;
+        else if (a == "--dead") dead = (uint32_t)v;
+        else if (a == "--idle-cycles") idle_cycles = v;
+        else { fprintf(stderr, "cluster: unknown argument %s\n", a.c_str()); return 2; }
+    }
+    signal(SIGTERM, on_signal);
+    signal(SIGINT, on_signal);
+    signal(SIGPIPE, SIG_IGN);
+
+    auto *ctx = new VerilatedContext;
+    ctx->commandArgs(argc, argv);
+    auto *top = new Vcluster{ctx};
+    Node nodes[CLUSTER_NODES];
+    BIND_NODES(top, nodes);
+    for (auto &node : nodes) {
+        node.master = posix_openpt(O_RDWR | O_NOCTTY);
+        if (node.master < 0 || grantpt(node.master) || unlockpt(node.master)) { perror("cluster: pty"); return 1; }
+        const char *path = ptsname(node.master);
+        node.slave = open(path, O_RDWR | O_NOCTTY);     // kept open: the master never reads EIO
+        if (node.slave < 0) { perror("cluster: open slave"); return 1; }
+        struct termios tio;
+        tcgetattr(node.slave, &tio);
+        cfmakeraw(&tio);
+        tcsetattr(node.slave, TCSANOW, &tio);
+        fcntl(node.master, F_SETFL, fcntl(node.master, F_GETFL) | O_NONBLOCK);
+        *node.tx_ready = 1;
+        *node.rx_valid = 0;
+        node.outq.reserve(1 << 16);
+    }
+    top->drop = drop;
+    top->corrupt = corrupt;
+    top->seed = seed;
+    top->dead = dead;
+    top->load_seed = 1;
+    top->rst = 1;
+    for (int i = 0; i < 4; i++) { top->clk = 0; top->eval(); top->clk = 1; top->eval(); }
+    top->rst = 0;
+    top->clk = 0; top->eval(); top->clk = 1; top->eval();
+    top->load_seed = 0;
+    for (auto &node : nodes) printf("PTY %s\n", ptsname(node.master));
+    fflush(stdout);
+
+    uint8_t buf[1 << 16];
+    uint64_t cycle = 0, last_poll = 0;
+    auto fill_in = [&](Node &node) {
+        for (;;) {
+            ssize_t n = read(node.master, buf, sizeof buf);
+            if (n > 0) { node.inq.insert(node.inq.end(), buf, buf + n); continue; }
+            break;
+        }
+    };
+    auto flush_out = [&](Node &node) {
+        size_t done = 0;
+        while (done < node.outq.size()) {
+            ssize_t n = write(node.master, node.outq.data() + done, node.outq.size() - done);
+            if (n > 0) { done += (size_t)n; continue; }
+            if (n < 0 && errno == EINTR) continue;
+            break;
+        }
+        node.outq.erase(node.outq.begin(), node.outq.begin() + (long)done);
+    };
+    auto parent_gone = [&]() {
+        struct pollfd p = {0, POLLIN, 0};
+        if (poll(&p, 1, 0) > 0) {
+            char c;
+            if (read(0, &c, 1) == 0) return true;
+        }
+        return false;
+    };
+    auto step = [&]() {
+        top->clk = 0;
+        for (auto &node : nodes) {
+            *node.rx_valid = node.inq.empty() ? 0 : 1;
+            if (!node.inq.empty()) *node.rx_payload = node.inq.front();
+        }
+        top->eval();
+        for (auto &node : nodes) {
+            if (*node.rx_valid && *node.rx_ready) node.inq.pop_front();
+            if (*node.tx_valid) node.outq.push_back(*node.tx_payload);
+        }
+        top->clk = 1;
+        top->eval();
+        cycle++;
+    };
+
+    while (!g_stop) {
+        bool quiet = !top->active;
+        for (auto &node : nodes) quiet = quiet && node.inq.empty() && node.outq.empty();
+        if (quiet) {
+            struct pollfd fds[CLUSTER_NODES + 1];
+            for (int i = 0; i < CLUSTER_NODES; i++) fds[i] = {nodes[i].master, POLLIN, 0};
+            fds[CLUSTER_NODES] = {0, POLLIN, 0};
+            int r = poll(fds, CLUSTER_NODES + 1, 10);
+            if (r < 0 && errno != EINTR) break;
+            if (fds[CLUSTER_NODES].revents && parent_gone()) break;
+            bool input = false;
+            for (int i = 0; i < CLUSTER_NODES; i++)
+                if (fds[i].revents & POLLIN) { fill_in(nodes[i]); input = input || !nodes[i].inq.empty(); }
+            if (!input) {
+                for (uint64_t i = 0; i < idle_cycles && !g_stop; i++) step();
+                continue;
+            }
+        }
+        if (cycle - last_poll >= 256) {
+            last_poll = cycle;
+            for (auto &node : nodes) {
+                if (node.inq.size() < 4096) fill_in(node);
+                if (!node.outq.empty()) flush_out(node);
+            }
+            if ((cycle & 0xFFFF) < 256 && parent_gone()) break;
+        }
+        step();
+        for (auto &node : nodes) if (node.outq.size() >= 4096) flush_out(node);
+    }
+    top->final();
+    delete top;
+    delete ctx;
+    for (auto &node : nodes) { close(node.slave); close(node.master); }
+    return 0;
+}
