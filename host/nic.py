@@ -20,7 +20,7 @@ from .errors import DeviceError, DeviceTimeout
 from .rtl import nic_format as nf
 
 __all__ = ["NicError", "NicTimeout", "NicMissing", "allreduce", "allreduce_collective", "configure",
-           "nic_params"]
+           "nic_params", "eth_counters"]
 
 WORD = 4
 
@@ -52,10 +52,14 @@ def nic_params(dev) -> dict:
             "vector_base": dev.memory_map.region("nic_vector").base, "clock_hz": cfg.clock_hz}
 
 
-def configure(dev, *, rank: int, world: int, timeout_cycles: int = nf.DEFAULT_TIMEOUT,
-              rto_cycles: int = nf.DEFAULT_RTO, ack_every: int = nf.DEFAULT_ACK_EVERY,
-              ack_delay: int = nf.DEFAULT_ACK_DELAY):
-    """Set this node's place in the ring and the protocol's timers (once per ring)."""
+def configure(dev, *, rank: int, world: int, macs=None, ips=None, udp_port: int = nf.DEFAULT_UDP_PORT,
+              timeout_cycles: int = nf.DEFAULT_TIMEOUT, rto_cycles: int = nf.DEFAULT_RTO,
+              ack_every: int = nf.DEFAULT_ACK_EVERY, ack_delay: int = nf.DEFAULT_ACK_DELAY):
+    """Set this node's place in the ring, the ring's addresses and the protocol's timers (once per ring).
+
+    `macs` and `ips`: one address per rank (int, 'aa:bb:cc:dd:ee:ff' / '10.0.0.1' strings or bytes);
+    by default rank r is 02:74:6e:00:00:<r> and 10.0.0.<r + 1>. Every node listens on `udp_port`."""
+    from .netframes import FrameBuildError, ip_int, mac_int
     nic_params(dev)
     if not isinstance(world, int) or not 2 <= world <= 255:
         raise ValueError(f"world must be an integer in 2…255, not {world!r}")
@@ -63,8 +67,26 @@ def configure(dev, *, rank: int, world: int, timeout_cycles: int = nf.DEFAULT_TI
         raise ValueError(f"rank must be in 0…{world - 1}, not {rank!r}")
     if not 1 <= ack_every <= 255:
         raise ValueError(f"ack_every must be in 1…255, not {ack_every}")
-    for name, value in (("rank", rank), ("world", world), ("timeout", timeout_cycles), ("rto", rto_cycles),
-                        ("ack_every", ack_every), ("ack_delay", ack_delay)):
+    if not isinstance(udp_port, int) or not 1 <= udp_port <= 0xFFFF:
+        raise ValueError(f"udp_port must be in 1…65535, not {udp_port!r}")
+    try:
+        macs = [nf.default_mac(r) for r in range(world)] if macs is None else [mac_int(a) for a in macs]
+        ips = [nf.default_ip(r) for r in range(world)] if ips is None else [ip_int(a) for a in ips]
+    except FrameBuildError as error:
+        raise ValueError(f"ring addresses: {error}") from None
+    for name, table in (("macs", macs), ("ips", ips)):
+        if len(table) != world:
+            raise ValueError(f"{name} needs one address per rank ({world}), not {len(table)}")
+    if len(set(macs)) != world or len(set(ips)) != world:
+        raise ValueError("every rank needs its own MAC and IPv4 address")
+    succ, pred = (rank + 1) % world, (rank - 1) % world
+    values = [("rank", rank), ("world", world), ("timeout", timeout_cycles), ("rto", rto_cycles),
+              ("ack_every", ack_every), ("ack_delay", ack_delay), ("udp_port", udp_port)]
+    for prefix, r in (("", rank), ("next_", succ), ("prev_", pred)):
+        values += [(f"{prefix}mac_hi", macs[r] >> 32), (f"{prefix}mac_lo", macs[r] & 0xFFFF_FFFF),
+                   (f"{prefix}ip", ips[r])]
+    values += [("next_port", udp_port), ("prev_port", udp_port)]
+    for name, value in values:
         dev.write_reg(f"nic.{name}", value)
     dev._nic_ring = (rank, world)
 
@@ -132,6 +154,12 @@ def _counters(dev):
     names = ("frames_sent", "retransmits", "frames_accepted", "frames_dropped", "acks_sent", "op_cycles",
              "bytes_sent")
     return {name: dev.read_reg(f"nic.{name}") for name in names}
+
+
+def eth_counters(dev) -> dict:
+    """The NIC's Ethernet/UDP counters since reset (frames sent/received, FCS and checksum errors, …)."""
+    nic_params(dev)
+    return {name: dev.read_reg(f"nic.{name}") for name in nf.ETH_COUNTER_REGISTERS}
 
 
 def allreduce_collective(devs, xs, *, rs_codec="fp32", ag_codec="fp32", slice_frames=None, timeout=60.0,

@@ -325,7 +325,8 @@ def soc_memory_map(config: SocConfig) -> MemoryMap:
                            "Tensor memory: the engine's operands and results (also read/written by the host).")
     if config.has_nic:
         from .nic_format import NIC_REGISTERS
-        builder.add_registers("nic", [Register(name, access, text) for name, access, text in NIC_REGISTERS],
+        builder.add_registers("nic", [Register(name, access, text, maximum=limit[0] if limit else 0xFFFF_FFFF)
+                                      for name, access, text, *limit in NIC_REGISTERS],
                               "All-reduce NIC: configuration, control, status, counters (docs/nic.md).")
         builder.add_memory("nic_vector", config.nic_vector_words * WORD_BYTES,
                            "All-reduce NIC vector memory: the padded input, then the result in place.")

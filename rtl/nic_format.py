@@ -23,7 +23,8 @@ from .format_constants import MX_BLOCK_SIZES, MX_DEFAULT_BLOCK
 __all__ = [
     "MAGIC", "VERSION", "HEADER_LAYOUT", "HEADER_BYTES", "Kind", "Codec", "Status", "ErrorCode",
     "CODEC_NAMES", "codec_from_name", "payload_bytes", "pack_header", "unpack_header", "FrameSlot",
-    "RingPlan", "plan", "ProtocolError", "DEFAULT_MAX_PAYLOAD", "UDP_IP_ETH_OVERHEAD",
+    "RingPlan", "plan", "ProtocolError", "DEFAULT_MAX_PAYLOAD", "UDP_IP_ETH_OVERHEAD", "NIC_REGISTERS",
+    "ETH_COUNTER_REGISTERS", "DEFAULT_UDP_PORT", "default_mac", "default_ip",
 ]
 
 MAGIC = 0x4E54           # "TN" on the wire (little-endian)
@@ -264,7 +265,53 @@ NIC_REGISTERS = (
     ("acks_sent", "ro", "ACK frames sent."),
     ("op_cycles", "ro", "Cycles from start to done or error."),
     ("bytes_sent", "ro", "UDP payload bytes sent (headers, ACKs and retransmissions included)."),
+    # Addresses (Ethernet/IPv4/UDP, docs/ethernet.md): this node's, and those of its ring neighbours; the
+    # successor gets DATA frames, the predecessor ACKs. Sampled per datagram: set them before `control`.
+    ("mac_hi", "rw", "This node's MAC address, bits 47…32 (first two bytes on the wire).", 0xFFFF),
+    ("mac_lo", "rw", "This node's MAC address, bits 31…0."),
+    ("ip", "rw", "This node's IPv4 address (10.0.0.1 is 0x0A000001)."),
+    ("udp_port", "rw", "This node's UDP port: datagrams to any other port are not for us.", 0xFFFF),
+    ("next_mac_hi", "rw", "The successor's (rank + 1) MAC address, bits 47…32.", 0xFFFF),
+    ("next_mac_lo", "rw", "The successor's MAC address, bits 31…0."),
+    ("next_ip", "rw", "The successor's IPv4 address."),
+    ("next_port", "rw", "The successor's UDP port.", 0xFFFF),
+    ("prev_mac_hi", "rw", "The predecessor's (rank − 1) MAC address, bits 47…32.", 0xFFFF),
+    ("prev_mac_lo", "rw", "The predecessor's MAC address, bits 31…0."),
+    ("prev_ip", "rw", "The predecessor's IPv4 address."),
+    ("prev_port", "rw", "The predecessor's UDP port.", 0xFFFF),
+    # The UDP endpoint's counters (rtl/udp.py COUNTER_NAMES), since reset, wrapping at 2**32.
+    ("eth_frames_sent", "ro", "Ethernet frames put on the wire (DATA and ACK)."),
+    ("eth_frames_received", "ro", "Datagrams accepted and handed to the ring engine."),
+    ("eth_fcs_errors", "ro", "Frames dropped for a bad FCS (corrupted on the wire)."),
+    ("eth_ip_checksum_errors", "ro", "Frames dropped for a bad IPv4 header checksum."),
+    ("eth_udp_checksum_errors", "ro", "Datagrams dropped for a bad (non-zero) UDP checksum."),
+    ("eth_not_for_us", "ro", "Frames for another MAC, IP address, protocol or port."),
+    ("eth_length_errors", "ro", "Frames too short, too long, or with inconsistent IPv4/UDP lengths."),
+    ("eth_overflows", "ro", "Good datagrams dropped because the receive buffer was full."),
+    ("eth_rx_errors", "ro", "Frames received with RX_ER."),
+    ("eth_tx_dropped", "ro", "Datagrams from the ring engine whose length did not match (a bug if non-zero)."),
 )
+
+#: The UDP endpoint counter behind each eth_* register.
+ETH_COUNTER_REGISTERS = {f"eth_{name}": name for name in (
+    "frames_sent", "frames_received", "fcs_errors", "ip_checksum_errors", "udp_checksum_errors", "not_for_us",
+    "length_errors", "overflows", "rx_errors", "tx_dropped")}
+
+#: Addresses the host driver gives rank r when the caller names none: a locally administered MAC
+#: 02:74:6E:00:00:<r> ("tn"), IPv4 10.0.0.<r + 1>, and one UDP port for every node.
+DEFAULT_UDP_PORT = 0x7E50           # 32336
+
+
+def default_mac(rank: int) -> int:
+    if not 0 <= rank <= 0xFF:
+        raise ValueError(f"no default MAC for rank {rank}; give the addresses explicitly")
+    return 0x02_74_6E_00_00_00 | rank
+
+
+def default_ip(rank: int) -> int:
+    if not 0 <= rank <= 253:
+        raise ValueError(f"no default IPv4 address for rank {rank}; give the addresses explicitly")
+    return 0x0A_00_00_01 + rank
 
 #: Register defaults the host driver writes (cycles at 125 MHz).
 DEFAULT_TIMEOUT = 12_500_000       # 0.1 s

@@ -122,12 +122,20 @@ class LinkModel(wiring.Component):
 
 
 class RingFabric(wiring.Component):
-    """n engines and their links; per-node ports are indexed arrays of the engine's ports."""
+    """n engines and their links; per-node ports are indexed arrays of the engine's ports.
 
-    def __init__(self, n: int, *, latency: int = 64, **engine_args):
+    `link="message"`: each engine's datagrams go through a `LinkModel`. `link="gmii"`: each engine sits
+    behind its own `UdpEndpoint` (node i: MAC/IP `nic_format.default_mac(i)` / `default_ip(i)`, port
+    `DEFAULT_UDP_PORT`) and the GMII ports meet in a `GmiiSwitch` — the frames, FCS and store-and-forward
+    of the real NIC. `world` may be less than n: nodes ≥ world then stay out of the ring."""
+
+    def __init__(self, n: int, *, latency: int = 64, link: str = "message", **engine_args):
         if n < 2:
             raise ValueError(f"a ring needs at least 2 nodes, not {n}")
+        if link not in ("message", "gmii"):
+            raise ValueError(f"link must be 'message' or 'gmii', not {link!r}")
         self.n = n
+        self.link = link
         self.latency = latency
         self.engines = [RingEngine(**engine_args) for _ in range(n)]
         e = self.engines[0]
@@ -154,10 +162,22 @@ class RingFabric(wiring.Component):
         n = self.n
         links = []
         rx_ports = []
+        if self.link == "gmii":
+            from .gmii_switch import GmiiSwitch
+            m.submodules.switch = switch = GmiiSwitch(n, latency=self.latency)
+            m.d.comb += [switch.seed.eq(self.seed), switch.load_seed.eq(self.load_seed), switch.drop.eq(self.drop),
+                         switch.corrupt.eq(self.corrupt), switch.dead.eq(self.dead)]
         for i, engine in enumerate(self.engines):
             m.submodules[f"engine{i}"] = engine
-            m.submodules[f"link{i}"] = link = LinkModel(latency=self.latency, index=i)
-            links.append(link)
+            if self.link == "gmii":
+                link = self._udp_node(m, i, engine, switch)
+            else:
+                m.submodules[f"link{i}"] = link = LinkModel(latency=self.latency, index=i)
+                links.append(link)
+                m.d.comb += [getattr(self, f"link{i}").eq(link.stats),
+                             link.seed.eq(self.seed + i * 0x9E3779B9), link.load_seed.eq(self.load_seed),
+                             link.drop.eq(self.drop), link.corrupt.eq(self.corrupt), link.dead.eq(self.dead[i]),
+                             link.tx_peer.eq(engine.tx_peer)]
             for name in ("world", "job", "chunk", "frame", "frames_per_chunk", "slice_frames", "rs_codec",
                          "ag_codec", "timeout", "rto", "ack_every", "ack_delay", "start"):
                 m.d.comb += getattr(engine, name).eq(getattr(self, name))
@@ -165,14 +185,10 @@ class RingFabric(wiring.Component):
                          getattr(self, f"status{i}").eq(engine.status),
                          getattr(self, f"error{i}").eq(engine.error),
                          getattr(self, f"stats{i}").eq(engine.stats),
-                         getattr(self, f"link{i}").eq(link.stats),
                          engine.host_addr.eq(getattr(self, f"host_addr{i}")),
                          engine.host_wdata.eq(getattr(self, f"host_wdata{i}")),
                          engine.host_we.eq(getattr(self, f"host_we{i}")),
-                         getattr(self, f"host_rdata{i}").eq(engine.host_rdata),
-                         link.seed.eq(self.seed + i * 0x9E3779B9), link.load_seed.eq(self.load_seed),
-                         link.drop.eq(self.drop), link.corrupt.eq(self.corrupt), link.dead.eq(self.dead[i]),
-                         link.tx_peer.eq(engine.tx_peer)]
+                         getattr(self, f"host_rdata{i}").eq(engine.host_rdata)]
             # Random backpressure and idle gaps between each engine and its link (an LFSR per node).
             lfsr = Signal(16, init=0xACE1 ^ (i * 0x1F35), name=f"stall_lfsr{i}")
             m.d.sync += lfsr.eq(Cat(lfsr[1:], lfsr[0] ^ lfsr[2] ^ lfsr[3] ^ lfsr[5]))
@@ -187,9 +203,33 @@ class RingFabric(wiring.Component):
                          engine.rx.valid.eq(rx.valid & ~block), engine.rx.payload.eq(rx.payload),
                          rx.ready.eq(engine.rx.ready & ~block)]
             rx_ports.append(rx)
+            if self.link == "gmii":
+                m.d.comb += [rx.valid.eq(link.rx.valid), rx.payload.eq(link.rx.payload),
+                             link.rx.ready.eq(rx.ready)]
 
-        wire_ring(m, rx_ports, links)
+        if self.link == "message":
+            wire_ring(m, rx_ports, links)
         return m
+
+    def _udp_node(self, m, i, engine, switch):
+        """Node i's UdpEndpoint: its addresses, its neighbours' by `world`, its GMII ports on the switch."""
+        from .nic_format import DEFAULT_UDP_PORT, default_ip, default_mac
+        from .udp import UdpEndpoint
+        m.submodules[f"udp{i}"] = udp = UdpEndpoint(max_payload=self.engines[i].max_payload)
+        succ = Mux(i + 1 >= self.world, 0, i + 1)
+        pred = Mux(i == 0, self.world - 1, i - 1)
+        peer = Mux(engine.tx_peer, pred, succ)[:8]
+        m.d.comb += [udp.config.local_mac.eq(default_mac(i)), udp.config.local_ip.eq(default_ip(i)),
+                     udp.config.local_port.eq(DEFAULT_UDP_PORT),
+                     udp.tx_dst.mac.eq(default_mac(0) | peer), udp.tx_dst.ip.eq(default_ip(0) + peer),
+                     udp.tx_dst.port.eq(DEFAULT_UDP_PORT)]
+        stats = getattr(switch, f"stats{i}")
+        ours = getattr(self, f"link{i}")
+        m.d.comb += [ours.frames.eq(stats.frames), ours.bytes.eq(stats.bytes), ours.dropped.eq(stats.dropped),
+                     ours.corrupted.eq(stats.corrupted)]
+        wiring.connect(m, udp.gmii_tx, getattr(switch, f"rx{i}"))
+        wiring.connect(m, getattr(switch, f"tx{i}"), udp.gmii_rx)
+        return udp
 
 
 def wire_ring(m, rx_ports, links):

@@ -1,14 +1,21 @@
-"""The NIC on the SoC bus: a `RingEngine` with its register bank (`nic_format.NIC_REGISTERS`) and its
-vector memory as a bus region (word addressed, usable while the engine is not busy), plus the message
-interface of the UDP endpoint.
+"""The NIC on the SoC bus: a `RingEngine` with its register bank (`nic_format.NIC_REGISTERS`), its
+vector memory as a bus region (word addressed, usable while the engine is not busy), and the
+Ethernet/IPv4/UDP endpoint (rtl/udp.py) that carries the engine's datagrams on a GMII port.
+
+The engine names the neighbour of each datagram (`tx_peer`: 0 the successor, 1 the predecessor); the
+endpoint is given that neighbour's MAC, IPv4 address and UDP port from the registers. Received datagrams
+from either neighbour go to the engine, which tells DATA from ACK by the tensornic header.
 """
 
-from amaranth.hdl import Module, Signal
-from amaranth.lib import stream, wiring
+from amaranth.hdl import Cat, Module, Signal
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out, connect
 
 from .bus import BusSignature, RegisterBank
-from .ring_engine import FrameByte, RingEngine
+from .ethernet import GmiiSignature
+from .nic_format import ETH_COUNTER_REGISTERS
+from .ring_engine import RingEngine
+from .udp import UdpEndpoint
 
 __all__ = ["NicCore"]
 
@@ -19,20 +26,20 @@ class NicCore(wiring.Component):
         self.regs_region = regs_region
         self.engine = RingEngine(vector_depth=vector_words, window=window, max_payload=max_payload,
                                  mx_block=mx_block)
+        self.udp = UdpEndpoint(max_payload=max_payload)
         addr_width = max(1, (vector_words - 1).bit_length())
         super().__init__({
             "regs": In(BusSignature(max(1, (len(regs_region.registers) - 1).bit_length()))),
             "vector": In(BusSignature(addr_width)),
-            "tx_length": Out(stream.Signature(16)),
-            "tx_peer": Out(1),
-            "tx": Out(stream.Signature(FrameByte)),
-            "rx": In(stream.Signature(FrameByte)),
-            "busy": Out(1),
+            "gmii_tx": Out(GmiiSignature()),
+            "gmii_rx": In(GmiiSignature()),
+            "busy": Out(1),           # an operation runs, or a datagram waits to be sent
         })
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.engine = engine = self.engine
+        m.submodules.udp = udp = self.udp
         m.submodules.bank = bank = RegisterBank(self.regs_region)
         connect(m, wiring.flipped(self.regs), bank.bus)
         # The bank updates `control` on the clock edge after its write strobe: start one cycle later.
@@ -51,7 +58,7 @@ class NicCore(wiring.Component):
                      bank.frames_dropped.eq(engine.stats.frames_dropped),
                      bank.acks_sent.eq(engine.stats.acks_sent), bank.op_cycles.eq(engine.stats.cycles),
                      bank.bytes_sent.eq(engine.stats.bytes_sent),
-                     self.busy.eq(engine.status == 1)]
+                     self.busy.eq((engine.status == 1) | ~udp.tx_idle)]
         # Vector memory: the engine's host port has the timing of a BusMemory (data in the ack cycle).
         bus = self.vector
         ack = Signal()
@@ -60,8 +67,20 @@ class NicCore(wiring.Component):
                      engine.host_we.eq(bus.w_en & ~ack)]
         with m.If(ack):
             m.d.comb += bus.r_data.eq(engine.host_rdata)
-        connect(m, engine.tx_length, wiring.flipped(self.tx_length))
-        connect(m, engine.tx, wiring.flipped(self.tx))
-        connect(m, wiring.flipped(self.rx), engine.rx)
-        m.d.comb += self.tx_peer.eq(engine.tx_peer)
+        # Addresses: ours, and the neighbour's the engine is sending to (held from tx_length on).
+        m.d.comb += [udp.config.local_mac.eq(Cat(bank.mac_lo, bank.mac_hi[:16])),
+                     udp.config.local_ip.eq(bank.ip), udp.config.local_port.eq(bank.udp_port[:16])]
+        with m.If(engine.tx_peer):
+            m.d.comb += [udp.tx_dst.mac.eq(Cat(bank.prev_mac_lo, bank.prev_mac_hi[:16])),
+                         udp.tx_dst.ip.eq(bank.prev_ip), udp.tx_dst.port.eq(bank.prev_port[:16])]
+        with m.Else():
+            m.d.comb += [udp.tx_dst.mac.eq(Cat(bank.next_mac_lo, bank.next_mac_hi[:16])),
+                         udp.tx_dst.ip.eq(bank.next_ip), udp.tx_dst.port.eq(bank.next_port[:16])]
+        for register, counter in ETH_COUNTER_REGISTERS.items():
+            m.d.comb += getattr(bank, register).eq(getattr(udp.counters, counter))
+        connect(m, engine.tx_length, udp.tx_length)
+        connect(m, engine.tx, udp.tx)
+        connect(m, udp.rx, engine.rx)
+        connect(m, udp.gmii_tx, wiring.flipped(self.gmii_tx))
+        connect(m, wiring.flipped(self.gmii_rx), udp.gmii_rx)
         return m

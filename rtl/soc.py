@@ -35,13 +35,11 @@ class Soc(wiring.Component):
                 "link_receiving": Out(1),   # inside a request frame, waiting for more bytes
             })
         if config.has_nic:
-            # The NIC's message interface (UDP payloads; rtl/ring_engine.py), for the UDP endpoint or a link model.
-            from .ring_engine import FrameByte
+            # The NIC's Ethernet port (GMII, in the SoC's clock domain): to a PHY adapter or a switch model.
+            from .ethernet import GmiiSignature
             members.update({
-                "nic_tx_length": Out(stream.Signature(16)),
-                "nic_tx_peer": Out(1),
-                "nic_tx": Out(stream.Signature(FrameByte)),
-                "nic_rx": In(stream.Signature(FrameByte)),
+                "nic_gmii_tx": Out(GmiiSignature()),
+                "nic_gmii_rx": In(GmiiSignature()),
                 "nic_busy": Out(1),
             })
         super().__init__(members)
@@ -82,10 +80,9 @@ class Soc(wiring.Component):
                                              mx_block=cfg.nic_mx_block)
             connect(m, decoder.nic, nic.regs)
             connect(m, decoder.nic_vector, nic.vector)
-            connect(m, nic.tx_length, wiring.flipped(self.nic_tx_length))
-            connect(m, nic.tx, wiring.flipped(self.nic_tx))
-            connect(m, wiring.flipped(self.nic_rx), nic.rx)
-            m.d.comb += [self.nic_tx_peer.eq(nic.tx_peer), self.nic_busy.eq(nic.busy)]
+            connect(m, nic.gmii_tx, wiring.flipped(self.nic_gmii_tx))
+            connect(m, wiring.flipped(self.nic_gmii_rx), nic.gmii_rx)
+            m.d.comb += [self.nic_busy.eq(nic.busy)]
 
         # Host byte path: the UART, or (simulation) the harness's byte streams.
         m.d.comb += uart.rx.eq(self.uart_rx)

@@ -1,9 +1,12 @@
 // Simulated tensornic cluster: n Verilated SoCs with NICs, wired in a ring through link models (one
 // model, sim/ring_cluster.py), each node's host byte stream served on its own pseudo-terminal.
+// With --pcap PREFIX, every frame node i puts on its GMII wire (SFD stripped, FCS kept) is written to
+// PREFIX<i>.pcap (classic pcap, LINKTYPE_ETHERNET, timestamps = cycles × 8 ns).
 // Prints "PTY <path>" once per node, in rank order. Runs at full speed while anything is active (a host
 // byte queued, a request half received, a NIC busy, a datagram on a link); otherwise sleeps in poll()
 // for up to 10 ms and advances --idle-cycles cycles per wake-up. Exits on EOF on stdin or SIGTERM.
-// Options: --drop P32 --corrupt P32 (probabilities × 2^32) --seed S --dead MASK --idle-cycles N.
+// Options: --drop P32 --corrupt P32 (probabilities × 2^32) --seed S --dead MASK --idle-cycles N
+//          --pcap PREFIX.
 
 #include <verilated.h>
 #include "Vcluster.h"
@@ -29,18 +32,55 @@ static void on_signal(int) { g_stop = 1; }
 
 struct Node {
     CData *rx_valid, *rx_payload, *rx_ready, *tx_valid, *tx_payload, *tx_ready, *receiving;
+    CData *wire_en, *wire_data;
     int master = -1, slave = -1;
     std::deque<uint8_t> inq;
     std::vector<uint8_t> outq;
+    FILE *pcap = nullptr;
+    std::vector<uint8_t> frame;     // bytes of the frame on the wire, preamble and SFD included
+    uint64_t frame_start = 0;
 };
+
+static void put32(FILE *f, uint32_t v) { fwrite(&v, 4, 1, f); }   // pcap in host order (magic says which)
+
+static FILE *open_pcap(const std::string &path) {
+    FILE *f = fopen(path.c_str(), "wb");
+    if (!f) { perror(path.c_str()); exit(1); }
+    put32(f, 0xa1b2c3d4);
+    uint16_t version[2] = {2, 4};
+    fwrite(version, 2, 2, f);
+    put32(f, 0);          // thiszone
+    put32(f, 0);          // sigfigs
+    put32(f, 65535);      // snaplen
+    put32(f, 1);          // LINKTYPE_ETHERNET
+    return f;
+}
+
+// One frame: the bytes after the SFD (the preamble is 0x55… up to the first 0xD5).
+static void write_frame(Node &node) {
+    size_t sfd = 0;
+    while (sfd < node.frame.size() && node.frame[sfd] != 0xD5) sfd++;
+    if (sfd + 1 < node.frame.size()) {
+        uint64_t ns = node.frame_start * 8;
+        uint32_t len = (uint32_t)(node.frame.size() - sfd - 1);
+        put32(node.pcap, (uint32_t)(ns / 1000000000ull));
+        put32(node.pcap, (uint32_t)(ns % 1000000000ull / 1000));
+        put32(node.pcap, len);
+        put32(node.pcap, len);
+        fwrite(node.frame.data() + sfd + 1, 1, len, node.pcap);
+    }
+    node.frame.clear();
+}
 
 int main(int argc, char **argv) {
     uint32_t drop = 0, corrupt = 0, seed = 1, dead = 0;
     uint64_t idle_cycles = 1000;
+    std::string pcap_prefix;
     for (int i = 1; i < argc; i++) {
         std::string a = argv[i];
         if (a.rfind("+verilator", 0) == 0) continue;
         if (i + 1 >= argc) { fprintf(stderr, "cluster: %s needs a value\n", a.c_str()); return 2; }
+        if (a == "--pcap") { pcap_prefix = argv[++i]; continue; }
         uint64_t v = strtoull(argv[++i], nullptr, 0);
         if (a == "--drop") drop = (uint32_t)v;
         else if (a == "--corrupt") corrupt = (uint32_t)v;
@@ -58,6 +98,8 @@ int main(int argc, char **argv) {
     auto *top = new Vcluster{ctx};
     Node nodes[CLUSTER_NODES];
     BIND_NODES(top, nodes);
+    if (!pcap_prefix.empty())
+        for (int i = 0; i < CLUSTER_NODES; i++) nodes[i].pcap = open_pcap(pcap_prefix + std::to_string(i) + ".pcap");
     for (auto &node : nodes) {
         node.master = posix_openpt(O_RDWR | O_NOCTTY);
         if (node.master < 0 || grantpt(node.master) || unlockpt(node.master)) { perror("cluster: pty"); return 1; }
@@ -123,6 +165,14 @@ int main(int argc, char **argv) {
         for (auto &node : nodes) {
             if (*node.rx_valid && *node.rx_ready) node.inq.pop_front();
             if (*node.tx_valid) node.outq.push_back(*node.tx_payload);
+            if (node.pcap) {
+                if (*node.wire_en) {
+                    if (node.frame.empty()) node.frame_start = cycle;
+                    node.frame.push_back(*node.wire_data);
+                } else if (!node.frame.empty()) {
+                    write_frame(node);
+                }
+            }
         }
         top->clk = 1;
         top->eval();
@@ -136,6 +186,7 @@ int main(int argc, char **argv) {
             struct pollfd fds[CLUSTER_NODES + 1];
             for (int i = 0; i < CLUSTER_NODES; i++) fds[i] = {nodes[i].master, POLLIN, 0};
             fds[CLUSTER_NODES] = {0, POLLIN, 0};
+            for (auto &node : nodes) if (node.pcap) fflush(node.pcap);
             int r = poll(fds, CLUSTER_NODES + 1, 10);
             if (r < 0 && errno != EINTR) break;
             if (fds[CLUSTER_NODES].revents && parent_gone()) break;
@@ -161,6 +212,10 @@ int main(int argc, char **argv) {
     top->final();
     delete top;
     delete ctx;
-    for (auto &node : nodes) { close(node.slave); close(node.master); }
+    for (auto &node : nodes) {
+        close(node.slave);
+        close(node.master);
+        if (node.pcap) { if (!node.frame.empty()) write_frame(node); fclose(node.pcap); }
+    }
     return 0;
 }

@@ -25,6 +25,7 @@ from amaranth.lib.wiring import In, Out, connect
 from filelock import FileLock
 
 from ..errors import SimulatorError
+from ..rtl.ethernet import GmiiSignature
 from ..rtl.memory_map import SocConfig
 from ..transport import SerialTransport
 from . import verilator as vl
@@ -45,7 +46,7 @@ def cluster_config(vector_words: int = 4096, **overrides) -> SocConfig:
 
 
 class ClusterTop(wiring.Component):
-    """n SoCs (byte-port host links) and their link models."""
+    """n SoCs (byte-port host links) whose NICs' GMII ports meet in a switch model (sim/gmii_switch.py)."""
 
     def __init__(self, n: int, config: SocConfig, latency: int = DEFAULT_LATENCY):
         if n < 2:
@@ -59,33 +60,29 @@ class ClusterTop(wiring.Component):
             ports[f"host_rx{i}"] = In(stream.Signature(8))
             ports[f"host_tx{i}"] = Out(stream.Signature(8))
             ports[f"receiving{i}"] = Out(1)
+            ports[f"wire{i}"] = Out(GmiiSignature())      # what node i transmits (for the capture)
         super().__init__(ports)
 
     def elaborate(self, platform):
-        from ..rtl.ring_link import LinkModel, wire_ring
         from ..rtl.soc import Soc
+        from ..rtl.gmii_switch import GmiiSwitch
         m = Module()
-        socs, links = [], []
-        busy = []
+        m.submodules.switch = switch = GmiiSwitch(self.n, latency=self.latency)
+        m.d.comb += [switch.seed.eq(self.seed), switch.load_seed.eq(self.load_seed), switch.drop.eq(self.drop),
+                     switch.corrupt.eq(self.corrupt), switch.dead.eq(self.dead)]
+        active = ~switch.idle
         for i in range(self.n):
             m.submodules[f"soc{i}"] = soc = Soc(self.config, byte_port=True)
-            m.submodules[f"link{i}"] = link = LinkModel(latency=self.latency, index=i)
-            socs.append(soc)
-            links.append(link)
             m.d.comb += [soc.use_byte_port.eq(1), soc.uart_rx.eq(1),
-                         link.seed.eq(self.seed + i * 0x9E3779B9), link.load_seed.eq(self.load_seed),
-                         link.drop.eq(self.drop), link.corrupt.eq(self.corrupt), link.dead.eq(self.dead[i]),
-                         link.tx_peer.eq(soc.nic_tx_peer),
                          getattr(self, f"receiving{i}").eq(soc.link_receiving)]
             connect(m, wiring.flipped(getattr(self, f"host_rx{i}")), soc.host_rx)
             connect(m, soc.host_tx, wiring.flipped(getattr(self, f"host_tx{i}")))
-            connect(m, soc.nic_tx_length, link.tx_length)
-            connect(m, soc.nic_tx, link.tx)
-            busy += [~soc.link_idle, soc.nic_busy, ~link.idle]
-        wire_ring(m, [soc.nic_rx for soc in socs], links)
-        active = Signal()
-        for b in busy:
-            active = active | b
+            connect(m, soc.nic_gmii_tx, getattr(switch, f"rx{i}"))
+            connect(m, getattr(switch, f"tx{i}"), soc.nic_gmii_rx)
+            wire = getattr(self, f"wire{i}")
+            m.d.comb += [wire.data.eq(soc.nic_gmii_tx.data), wire.en.eq(soc.nic_gmii_tx.en),
+                         wire.er.eq(soc.nic_gmii_tx.er)]
+            active = active | ~soc.link_idle | soc.nic_busy | soc.nic_gmii_rx.en
         m.d.comb += self.active.eq(active)
         return m
 
@@ -96,7 +93,8 @@ def _ports_header(n: int) -> str:
         for field, port in (("rx_valid", f"host_rx{i}___05Fvalid"), ("rx_payload", f"host_rx{i}___05Fpayload"),
                             ("rx_ready", f"host_rx{i}___05Fready"), ("tx_valid", f"host_tx{i}___05Fvalid"),
                             ("tx_payload", f"host_tx{i}___05Fpayload"), ("tx_ready", f"host_tx{i}___05Fready"),
-                            ("receiving", f"receiving{i}")):
+                            ("receiving", f"receiving{i}"), ("wire_en", f"wire{i}___05Fen"),
+                            ("wire_data", f"wire{i}___05Fdata")):
             lines.append(f"    (nodes)[{i}].{field} = &(top)->{port}; \\")
     lines.append("} while (0)")
     return "\n".join(lines) + "\n"
@@ -141,13 +139,14 @@ def build_cluster(n: int, config: SocConfig, latency: int = DEFAULT_LATENCY) -> 
 class _Model:
     """The harness process shared by the nodes' transports; stopped when the last one closes."""
 
-    def __init__(self, binary, n, *, drop, corrupt, seed, dead, idle_cycles, start_timeout):
+    def __init__(self, binary, n, *, drop, corrupt, seed, dead, idle_cycles, start_timeout, pcap=None):
         self.log_path = binary.parent / f"harness-{os.getpid()}-{id(self)}.log"
         self.log = open(self.log_path, "w+")
+        capture = ["--pcap", str(pcap)] if pcap is not None else []
         self.proc = subprocess.Popen(
             [str(binary), "--drop", str(min(int(drop * 2**32), 2**32 - 1)),
              "--corrupt", str(min(int(corrupt * 2**32), 2**32 - 1)), "--seed", str(seed & 0xFFFFFFFF),
-             "--dead", str(dead), "--idle-cycles", str(idle_cycles)],
+             "--dead", str(dead), "--idle-cycles", str(idle_cycles), *capture],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, start_new_session=True)
         self._finalizer = weakref.finalize(self, _reap, self.proc)
         self.open = 0
@@ -244,11 +243,13 @@ class ClusterTransport(SerialTransport):
 
 def cluster(n: int, *, latency: int = DEFAULT_LATENCY, drop: float = 0.0, corrupt: float = 0.0, seed: int = 1,
             dead_links=(), vector_words: int = 4096, idle_cycles: int = 1000, start_timeout: float = 30.0,
-            timeout: float = 2.0):
+            timeout: float = 2.0, pcap=None):
     """Start a simulated cluster of n nodes; return one `tensornic.Device` per node (rank i = node i).
 
     `latency` (cycles) of every link, `drop` and `corrupt` probabilities per datagram, `seed` of the fault
-    injection, `dead_links`: nodes whose outgoing link drops everything. Closing every device stops it."""
+    injection, `dead_links`: nodes whose outgoing link drops everything. `pcap`: a path prefix; the frames
+    node i transmits are written to `<pcap><i>.pcap` (complete once the cluster has stopped). Closing
+    every device stops it."""
     from ..device import Device
     for name, p in (("drop", drop), ("corrupt", corrupt)):
         if not 0 <= p < 1:
@@ -263,7 +264,7 @@ def cluster(n: int, *, latency: int = DEFAULT_LATENCY, drop: float = 0.0, corrup
     config = cluster_config(vector_words)
     binary = build_cluster(n, config, latency)
     model = _Model(binary, n, drop=drop, corrupt=corrupt, seed=seed, dead=dead, idle_cycles=idle_cycles,
-                   start_timeout=start_timeout)
+                   start_timeout=start_timeout, pcap=pcap)
     devs = []
     try:
         for rank in range(n):

@@ -1,4 +1,6 @@
-"""Ring engines through the message-level link model (rtl/ring_link.RingFabric), cocotb + Verilator:
+"""Ring engines behind their UDP endpoints, through a GMII switch model (rtl/ring_link.RingFabric with
+link="gmii": real frames, FCS, store-and-forward; faults are dropped frames and bit flips the receivers'
+FCS check catches), cocotb + Verilator:
 bit-exact vs tensornic.emulator.allreduce on every node for n ∈ {2, 3, 4} (8 slow), all codec pairs,
 lengths that are not multiples of n·k, subnormals, ±0, Inf and NaN; seeded drops and corruption (still
 bit-exact, retransmissions counted); a dead link (a clean TIMEOUT on every node, no hang).
@@ -114,14 +116,14 @@ def check_exact(xs, results, rs_codec, ag_codec, mx_block=32):
 CODEC_PAIRS = [(rs, ag) for rs in ("fp32", "bf16", "mxint8") for ag in ("fp32", "bf16", "mxint8")]
 
 
-def _run(n, testcase, mx_block=32, small=False, **knobs):
+def _run(n, testcase, mx_block=32, small=False, link="gmii", **knobs):
     from tensornic.rtl.ring_link import RingFabric
     from tensornic.sim import verilator
     engine = SMALL_ENGINE_ARGS if small else ENGINE_ARGS
-    params = {"n": n, "latency": 200, "mx_block": mx_block, **engine}
+    params = {"n": n, "latency": 200, "mx_block": mx_block, "link": link, **engine}
     knobs.setdefault("slice_frames", (engine["window"] - 1) // 3)
-    verilator.run_cocotb(lambda: RingFabric(n, latency=200, mx_block=mx_block, **engine),
-                         name=f"ring_fabric{n}", test_module=TEST_MODULE, params=params, knobs=knobs,
+    verilator.run_cocotb(lambda: RingFabric(n, latency=200, mx_block=mx_block, link=link, **engine),
+                         name=f"ring_fabric{n}_{link}", test_module=TEST_MODULE, params=params, knobs=knobs,
                          testcase=testcase)
 
 

@@ -214,12 +214,12 @@ def test_bad_config():
 
 
 def test_nic_core_registers():
-    """Two NicCores (the SoC's NIC: register bank + vector memory on the bus) through link models, driven
-    by bus transactions as the host bridge drives them: bit-exact all-reduce, counters, status."""
+    """Two NicCores (the SoC's NIC: register bank, vector memory, UDP endpoint) with their GMII ports
+    crossed, driven by bus transactions as the host bridge drives them: bit-exact all-reduce, counters,
+    status and the Ethernet counters."""
     from amaranth.hdl import Module
     from amaranth.lib import wiring
     from tensornic.rtl import memory_map as mm
-    from tensornic.rtl.ring_link import LinkModel, wire_ring
     from tensornic.rtl.ring_nic import NicCore
     from tensornic.sim.test_ring import ring_vectors
 
@@ -229,14 +229,10 @@ def test_nic_core_registers():
     index = {reg.name: i for i, reg in enumerate(region.registers)}
     m = Module()
     cores = [NicCore(region, vector_words=256, window=8, max_payload=256) for _ in range(2)]
-    links = [LinkModel(latency=10, index=i) for i in range(2)]
-    for i, (core, link) in enumerate(zip(cores, links)):
+    for i, core in enumerate(cores):
         m.submodules[f"core{i}"] = core
-        m.submodules[f"link{i}"] = link
-        wiring.connect(m, core.tx_length, link.tx_length)
-        wiring.connect(m, core.tx, link.tx)
-        m.d.comb += link.tx_peer.eq(core.tx_peer)
-    wire_ring(m, [core.rx for core in cores], links)
+    wiring.connect(m, cores[0].gmii_tx, cores[1].gmii_rx)
+    wiring.connect(m, cores[1].gmii_tx, cores[0].gmii_rx)
 
     xs = ring_vectors(2, 100, seed=11)
     want = emulator.allreduce(xs, "mxint8", "fp32")[0].view(np.uint32)
@@ -267,8 +263,15 @@ def test_nic_core_registers():
             for name, value in (("rank", rank), ("world", 2), ("job", 3), ("chunk", plan.chunk),
                                 ("frame", plan.frame), ("frames_per_chunk", plan.frames_per_chunk),
                                 ("slice_frames", 2), ("codecs", int(plan.rs_codec) | int(plan.ag_codec) << 2),
-                                ("timeout", 50_000), ("rto", 3_000), ("ack_every", 2), ("ack_delay", 500)):
+                                ("timeout", 50_000), ("rto", 3_000), ("ack_every", 2), ("ack_delay", 500),
+                                ("mac_hi", 0x0274), ("mac_lo", 0x6E00_0000 + rank), ("ip", 0x0A00_0001 + rank),
+                                ("udp_port", 4000 + rank)):
                 await access(ctx, core.regs, index[name], value)
+            other = 1 - rank
+            for prefix in ("next_", "prev_"):
+                for name, value in (("mac_hi", 0x0274), ("mac_lo", 0x6E00_0000 + other),
+                                    ("ip", 0x0A00_0001 + other), ("port", 4000 + other)):
+                    await access(ctx, core.regs, index[prefix + name], value)
         for core in cores:
             await access(ctx, core.regs, index["control"], 1)
         for _ in range(400):
@@ -281,6 +284,11 @@ def test_nic_core_registers():
             assert await access(ctx, core.regs, index["bytes_sent"]) > 0
             got = [await access(ctx, core.vector, addr) for addr in range(100)]
             assert got == want.tolist()
+            received = await access(ctx, core.regs, index["eth_frames_received"])
+            sent = await access(ctx, core.regs, index["eth_frames_sent"])
+            assert received >= plan.frame_count and sent >= plan.frame_count
+            for name in ("eth_fcs_errors", "eth_not_for_us", "eth_overflows", "eth_tx_dropped"):
+                assert await access(ctx, core.regs, index[name]) == 0, name
 
     sim = Simulator(m)
     sim.add_clock(1e-8)
