@@ -1,14 +1,18 @@
-"""Benchmarks of the all-reduce NIC, measured on the cycle-accurate ring of engines (rtl/ring_link.RingFabric
-under Verilator): cycles of an FP32 all-reduce at n = 4 over 1 GbE links against the ring bound
-2(n−1)/n · S / (B·η) (goal ≥ 0.95), and the effective-bandwidth speed-up of MXINT8 (goal ≥ 3.5×).
+"""Benchmarks of the all-reduce NIC, measured on the simulated cluster (`tensornic.sim.cluster`: whole SoCs,
+each NIC behind its UDP endpoint, GMII ports through a store-and-forward switch model; 1 GbE = one byte per
+cycle at 125 MHz, switch latency 200 cycles = 1.6 µs), driven through each node's host link like boards.
 
-B = 1 byte per cycle (8 bits at 125 MHz), η = 1472 / (1472 + 66): Ethernet, IPv4 and UDP framing of a
-full-size datagram (the tensornic header is counted as our overhead, not in η). S = 4·L bytes.
+- FP32 all-reduce at n = 4: the ring bound 2(n−1)/n · S / (B·η) over the achieved cycles (goal ≥ 0.95);
+  B = 1 byte per cycle, η = 1472 / (1472 + 66) (Ethernet, IPv4 and UDP framing of a full-size datagram; the
+  tensornic header is our overhead, not in η), S = 4·L bytes. MXINT8's effective bandwidth against the same
+  FP32 limit (goal ≥ 3.5×).
+- The scaling model (host/scaling_model.py) calibrated against all-reduces at n = 2…8 (several sizes and
+  codecs): the model error per n (goal ≤ 3 %).
 
-The vector is 127 KiB per rank (63 KiB with `quick`): the per-operation tail (the last frame's trip
-through the sender's and the receiver's store-and-forward UDP layers, the link latency and its ACK,
-about 3.3 frame-times) is what keeps small all-reduces below the bound; see docs/nic.md.
-
+One cluster of 8 nodes serves every n (the first n nodes form the ring), so one Verilator build. The
+host starts the nodes one after another (about a thousand cycles apart); a node's `op_cycles` runs from
+its own start, so the measurement is the cycles of the last node to start (the smallest count): the ring
+cannot finish before it started, and the others only waited for it.
 `python -m tensornic.bench_nic [--quick] [-v]` prints them (-v: the raw measurements).
 """
 
@@ -19,11 +23,15 @@ from pathlib import Path
 
 from .bench import Result
 
-__all__ = ["bench_nic", "ring_bound_cycles"]
+__all__ = ["bench_nic", "ring_bound_cycles", "measure", "calibration_runs"]
 
 COMMAND = "python -m tensornic.bench_nic"
 ETA = 1472 / (1472 + 66)
-LATENCY = 200                    # link model latency in cycles (1.6 µs: a switch hop and PHYs)
+LATENCY = 200                    # switch model latency in cycles (1.6 µs: PHYs, cables, one switch hop)
+FABRIC_NODES = 8
+WINDOW = 16
+SLICE_FRAMES = (WINDOW - 1) // 3
+ACK_EVERY = 4
 
 
 def ring_bound_cycles(n: int, nbytes: int, compression: float = 1.0) -> float:
@@ -31,35 +39,78 @@ def ring_bound_cycles(n: int, nbytes: int, compression: float = 1.0) -> float:
     return 2 * (n - 1) / n * nbytes / (compression * ETA)
 
 
-def bench_nic(quick=False, ack_every=4) -> list:
-    from .rtl.ring_link import RingFabric
-    from .sim import verilator
+def measure(runs, depth: int) -> list:
+    """Run (world, length, rs, ag) all-reduces on the first `world` nodes of a simulated 8-node cluster; one
+    dict per run with the cycles (see above) and the counters. Every result is checked bit-exact."""
+    import numpy as np
 
+    from . import emulator
+    from .nic import configure
+    from .sim.ring_cluster import cluster, run_allreduce
+    from .sim.test_ring import ring_vectors
+    devs = cluster(FABRIC_NODES, latency=LATENCY, vector_words=depth)
+    rows = []
+    try:
+        ring = None
+        for world, length, rs, ag in runs:
+            if ring != world:
+                for rank in range(world):
+                    configure(devs[rank], rank=rank, world=world, ack_every=ACK_EVERY)
+                ring = world
+            xs = ring_vectors(world, length, seed=length + world, special=False)
+            results, stats = run_allreduce(devs[:world], xs, rs_codec=rs, ag_codec=ag, configure_ring=False,
+                                           slice_frames=SLICE_FRAMES)
+            want = emulator.allreduce(xs, rs, ag)[0].view(np.uint32)
+            if not all(np.array_equal(r.view(np.uint32), want) for r in results):
+                raise AssertionError(f"n={world} L={length} {rs}/{ag}: a node's result differs from the emulator")
+            if any(s["pieces"] != 1 for s in stats):
+                raise AssertionError(f"n={world} L={length}: does not fit the NIC memory in one operation")
+            rows.append({"world": world, "length": length, "rs": rs, "ag": ag,
+                         "cycles": min(s["cycles"] for s in stats), "cycles_max": max(s["cycles"] for s in stats),
+                         "retransmits": sum(s["retransmits"] for s in stats),
+                         "frames_sent": [s["frames_sent"] for s in stats]})
+    finally:
+        for dev in devs:
+            dev.close()
+    return rows
+
+
+def calibration_runs(quick=False):
+    """(world, length, rs, ag) of the calibration set: every n = 2…8, two sizes of fp32, one of mxint8."""
+    sizes = (2048, 8192) if quick else (4096, 16384)
+    runs = []
+    for n in range(2, FABRIC_NODES + 1):
+        for length in sizes:
+            runs.append((n, length, "fp32", "fp32"))
+        runs.append((n, sizes[1], "mxint8", "mxint8"))
+    return runs
+
+
+def model_params():
+    """NicParams of the benchmarked fabric (everything but the two fitted parameters is a setting)."""
+    from .rtl.nic_format import HEADER_BYTES
+    from .scaling_model import NicParams
+    return NicParams(link_latency_cycles=LATENCY, header_bytes=HEADER_BYTES, slice_frames=SLICE_FRAMES,
+                     window_frames=WINDOW, frames_per_ack=ACK_EVERY, host_bytes_per_cycle=1e9)
+
+
+def bench_nic(quick=False) -> list:
+    from .scaling_model import calibrate
     n = 4
-    depth = 16384 if quick else 32768
-    length = depth - 256
-    engine = dict(vector_depth=depth, max_payload=1472, window=16)
-    params = {"n": n, "latency": LATENCY, "mx_block": 32, **engine}
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "bench.json"
-        verilator.run_cocotb(lambda: RingFabric(n, latency=LATENCY, **engine), name=f"ring_bench{n}",
-                             test_module="tensornic.sim.test_ring", params=params, testcase="bench",
-                             knobs={"n": n, "length": length, "out": str(out), "slice_frames": 5,
-                                    "ack_every": ack_every,
-                                    "pairs": [["fp32", "fp32"], ["mxint8", "mxint8"], ["bf16", "bf16"]]})
-        rows = json.loads(out.read_text())
+    depth = 32768                                   # one build for both (128 KiB of NIC memory per node)
+    length = (depth // 2 if quick else depth) - 256
+    headline = [(n, length, "fp32", "fp32"), (n, length, "mxint8", "mxint8"), (n, length, "bf16", "bf16")]
+    cal_runs = calibration_runs(quick)
+    rows = measure(headline + cal_runs, depth)
     if "-v" in sys.argv:
         print(json.dumps(rows, indent=1))
     size = 4 * length
     bound = ring_bound_cycles(n, size)
-    by_pair = {(r["rs"], r["ag"]): r for r in rows}
-    fp32 = by_pair[("fp32", "fp32")]["cycles"]
-    mx = by_pair[("mxint8", "mxint8")]["cycles"]
-    bf = by_pair[("bf16", "bf16")]["cycles"]
+    fp32, mx, bf = (row["cycles"] for row in rows[:3])
     kib = size / 1024
-    return [
-        Result(f"all-reduce fp32 n={n} {kib:.0f} KiB: ring bound / achieved", bound / fp32, "×", 0.95,
-               command=COMMAND),
+    results = [
+        Result(f"all-reduce fp32 n={n} {kib:.0f} KiB (simulated cluster): ring bound / achieved", bound / fp32, "×",
+               0.95, command=COMMAND),
         Result(f"all-reduce fp32 n={n} {kib:.0f} KiB: cycles", fp32, "cycles", bound, higher_is_better=False,
                command=COMMAND),
         Result(f"all-reduce mxint8 n={n}: effective bandwidth / fp32 limit", bound / mx, "×", 3.5,
@@ -67,10 +118,18 @@ def bench_nic(quick=False, ack_every=4) -> list:
         Result(f"all-reduce bf16 n={n}: effective bandwidth / fp32 limit", bound / bf, "×", None,
                command=COMMAND),
     ]
+    measurements = [(row["world"], 4 * row["length"], (row["rs"], row["ag"]), row["cycles"]) for row in rows]
+    cal = calibrate(measurements, model_params())
+    for world, error in cal.error_by_n().items():
+        results.append(Result(f"scaling model vs simulated cluster, n={world}: largest |error|", 100 * error, "%", 3.0,
+                              higher_is_better=False, command=COMMAND))
+    results.append(Result(f"scaling model fit: per-hop latency {cal.hop_latency_cycles:.0f} cycles, fixed "
+                          f"{cal.fixed_cycles:.0f} cycles; RMS error", 100 * cal.rms_error, "%", 3.0,
+                          higher_is_better=False, command=COMMAND))
+    return results
 
 
 if __name__ == "__main__":
-    ack = int(sys.argv[sys.argv.index("--ack-every") + 1]) if "--ack-every" in sys.argv else 4
-    for result in bench_nic(quick="--quick" in sys.argv, ack_every=ack):
+    for result in bench_nic(quick="--quick" in sys.argv):
         ratio = f"  ({result.ratio:.3f} of goal {result.goal:g})" if result.goal else ""
         print(f"{result.name}: {result.value:.4g} {result.unit}{ratio}")

@@ -109,7 +109,7 @@ def round_trip(dev, nbytes, seed=0, progress_label="round trip"):
 def cmd_demo(args):
     from .engine import engine_sim_config
     console.print("[bold]tensornic demo[/bold]: open the device, show its identity, round-trip a buffer, "
-                  "run a tensor contraction on its engine.")
+                  "run a tensor contraction on its engine, then an all-reduce on a simulated 4-node cluster.")
     with open_device(args, config=engine_sim_config()) as dev:
         print_info(dev)
         nbytes = args.bytes
@@ -126,6 +126,8 @@ def cmd_demo(args):
                       f"payload efficiency {s.payload_bytes / max(1, s.bytes_sent + s.bytes_received):.3f}")
         from .bench_tapp import demo_contraction
         demo_contraction(console, dev)
+    from .demo_allreduce import demo_allreduce
+    demo_allreduce(console)
 
 
 def cmd_bench(args):

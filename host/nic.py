@@ -121,7 +121,9 @@ def _pieces(padded_chunk, world, mx_block, vector_words):
     return [(start, min(most, padded_chunk - start)) for start in range(0, padded_chunk, most)]
 
 
-def _start(dev, piece, sub_plan, rs, ag):
+def _load(dev, piece, sub_plan, rs, ag):
+    """Write the vector and the operation's registers; `control` is written separately (`_go`) so a
+    collective can start its nodes close together."""
     p = nic_params(dev)
     dev.write(p["vector_base"], piece.astype("<f4").tobytes())
     job = _next_job(dev)
@@ -129,6 +131,9 @@ def _start(dev, piece, sub_plan, rs, ag):
                         ("frames_per_chunk", sub_plan.frames_per_chunk),
                         ("slice_frames", sub_plan.slice_frames), ("codecs", int(rs) | int(ag) << 2)):
         dev.write_reg(f"nic.{name}", value)
+
+
+def _go(dev):
     dev.write_reg("nic.control", 1)
 
 
@@ -198,7 +203,9 @@ def allreduce_collective(devs, xs, *, rs_codec="fp32", ag_codec="fp32", slice_fr
         sub = nf.plan(n * size, n, rs, ag, mx_block=k, max_payload=p["max_payload"], slice_frames=slices)
         index = np.concatenate([np.arange(c * full.chunk + start, c * full.chunk + start + size) for c in range(n)])
         for rank, dev in enumerate(devs):
-            _start(dev, padded[rank, index], sub, rs, ag)
+            _load(dev, padded[rank, index], sub, rs, ag)
+        for dev in devs:
+            _go(dev)
         deadline = time.monotonic() + timeout
         for rank, dev in enumerate(devs):
             _wait(dev, deadline)
@@ -233,7 +240,8 @@ def allreduce(dev, x, rs_codec="fp32", ag_codec="fp32", **options) -> np.ndarray
         sub = nf.plan(world * size, world, rs, ag, mx_block=k, max_payload=p["max_payload"], slice_frames=slices)
         index = np.concatenate([np.arange(c * full.chunk + start, c * full.chunk + start + size)
                                 for c in range(world)])
-        _start(dev, padded[index], sub, rs, ag)
+        _load(dev, padded[index], sub, rs, ag)
+        _go(dev)
         _wait(dev, time.monotonic() + timeout)
         result[index] = np.frombuffer(dev.read(p["vector_base"], world * size * WORD), "<f4")
     return result[:x.size].copy()

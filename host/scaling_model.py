@@ -32,6 +32,7 @@ import numpy as np
 
 from .errors import TensornicError
 from .rtl.format_constants import MX_BLOCK_SIZES, MX_DEFAULT_BLOCK, mx_block_bytes
+from .rtl.nic_format import HEADER_BYTES
 
 __all__ = [
     "ScalingModelError", "NicParams", "LINKS", "AllreduceEstimate", "allreduce_time", "ring_lower_bound",
@@ -117,7 +118,7 @@ class NicParams:
     clock_hz: float = 125e6
     link_bytes_per_cycle: float = 1.0       # GMII: 8 bits per cycle
     udp_payload_bytes: int = MAX_UDP_PAYLOAD  # per frame, the tensornic header included (jumbo: up to 8972)
-    header_bytes: int = 24                  # H: the tensornic header (rtl/nic_format.py HEADER_BYTES)
+    header_bytes: int = HEADER_BYTES        # H: the tensornic header (24 bytes)
     slice_frames: int | None = 4            # F: frames per slice (None: the whole chunk is one slice)
     frame_buffers: int = 2                  # times a datagram is buffered whole on a hop (UDP out, FCS in)
     frames_per_ack: int = 4                 # one acknowledgement frame per this many data frames (0: none)

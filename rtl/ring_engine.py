@@ -312,6 +312,10 @@ class RingEngine(wiring.Component):
         dupacks = Signal(2)
         fast_armed = Signal()
         fast_rewind = Signal()
+        # A DATA frame came while we were not running: our predecessor started first and its frames were
+        # lost on us. The first thing we send after starting is then an ACK expecting frame 0 (a hello),
+        # which makes the predecessor go back at once instead of after `rto`.
+        early = Signal()
         active = (status == Status.BUSY) | (status == Status.DONE)
 
         # What the expected frame turns into.
@@ -343,9 +347,13 @@ class RingEngine(wiring.Component):
                 with m.Elif(is_ack & (header.seq == ack_target) & (ack_target < tx_high)):
                     # A duplicate ACK: the successor saw a gap. The second one triggers a fast retransmit
                     # (once per acknowledged advance, so the frames still in flight do not trigger more).
+                    # An ACK expecting frame 0 needs no second one: frame 0 was lost, or the successor
+                    # started after our first frames reached it (its hello, below).
                     m.d.sync += dupacks.eq(dupacks + 1)
-                    with m.If((dupacks >= 1) & fast_armed):
+                    with m.If(((dupacks >= 1) | (header.seq == 0)) & fast_armed):
                         m.d.sync += [fast_rewind.eq(1), fast_armed.eq(0)]
+                with m.If((header.magic == MAGIC) & (header.kind == Kind.DATA) & ~busy):
+                    m.d.sync += early.eq(1)
                 with m.If(take):
                     m.d.sync += [job_decode.eq(rx_step < self.world_m1),
                                  job_slot.eq(produces),
@@ -546,7 +554,8 @@ class RingEngine(wiring.Component):
                 self.last_chunk_base.eq((n - 1) * self.chunk), self.slice_elems.eq(self.slice_frames * self.frame),
                 pred.eq(pred_rank), succ.eq(Mux(self.rank == n - 1, 0, self.rank + 1)),
                 own_base.eq(self.rank * self.chunk), pred_base.eq(pred_rank * self.chunk),
-                tx_high.eq(0), ack_target.eq(0), ack_pending.eq(0), accepted_unacked.eq(0), ack_timer.eq(0),
+                tx_high.eq(0), ack_target.eq(0), ack_pending.eq(early), early.eq(0), accepted_unacked.eq(0),
+                ack_timer.eq(0),
                 watchdog.eq(0), rto_timer.eq(0), rewind.eq(0), stats.eq(0),
                 dupacks.eq(0), fast_armed.eq(1), fast_rewind.eq(0),
                 job_slot.eq(0), job_result.eq(0), rx_payload_done.eq(0),

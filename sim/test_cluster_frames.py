@@ -107,3 +107,16 @@ def test_cluster_corruption_recovered():
             dev.close()
     assert sum(c["eth_fcs_errors"] for c in counters) > 0, counters
     assert sum(s["retransmits"] for s in stats) > 0
+
+
+def test_demo_allreduce_step():
+    """`make demo`'s all-reduce step (here on the 2-node cluster built above, with a short vector)."""
+    from rich.console import Console
+    from tensornic.demo_allreduce import demo_allreduce
+    console = Console(record=True, width=140)
+    rows = demo_allreduce(console, nodes=2, length=300, vector_words=VECTOR_WORDS)
+    (fp32, exact32, wire32, cycles32, _, _, err32), (mx, exact_mx, wire_mx, cycles_mx, _, _, err_mx) = rows
+    assert (fp32, mx) == ("fp32", "mxint8") and exact32 and exact_mx
+    assert wire_mx < wire32 and cycles32 > 0 and cycles_mx > 0
+    assert err32 < 1e-6 < err_mx < 0.05
+    assert "fewer bytes on each link" in console.export_text()

@@ -142,6 +142,10 @@ def cached_build(build_dir: Path, fingerprint_parts, build):
         return False
     if stamp.exists():
         stamp.unlink()
+    # Objects and make's dependency files from an earlier build may name headers by absolute paths that
+    # no longer exist (another checkout or virtualenv): make then stops with "No rule to make target".
+    for stale in [*build_dir.rglob("*.d"), *build_dir.rglob("*.o"), *build_dir.rglob("*.a")]:
+        stale.unlink(missing_ok=True)
     build()
     stamp.write_text(digest)
     return True
