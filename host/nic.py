@@ -89,6 +89,7 @@ def configure(dev, *, rank: int, world: int, macs=None, ips=None, udp_port: int 
     for name, value in values:
         dev.write_reg(f"nic.{name}", value)
     dev._nic_ring = (rank, world)
+    dev._nic_job = 0          # every rank of the new ring numbers its operations from here, in step
 
 
 def _ring(dev):
@@ -98,9 +99,12 @@ def _ring(dev):
     return ring
 
 
-def _next_job(dev):
-    job = (getattr(dev, "_nic_job", 0) % 0xFFFF) + 1
-    dev._nic_job = job
+def _next_job(devs):
+    """The job number of the next operation of these devices: one past the highest any of them used, so
+    ranks that sat out some operations (a smaller ring in between) still agree with the others."""
+    job = (max(getattr(dev, "_nic_job", 0) for dev in devs) % 0xFFFF) + 1
+    for dev in devs:
+        dev._nic_job = job
     return job
 
 
@@ -121,12 +125,11 @@ def _pieces(padded_chunk, world, mx_block, vector_words):
     return [(start, min(most, padded_chunk - start)) for start in range(0, padded_chunk, most)]
 
 
-def _load(dev, piece, sub_plan, rs, ag):
+def _load(dev, piece, sub_plan, rs, ag, job):
     """Write the vector and the operation's registers; `control` is written separately (`_go`) so a
     collective can start its nodes close together."""
     p = nic_params(dev)
     dev.write(p["vector_base"], piece.astype("<f4").tobytes())
-    job = _next_job(dev)
     for name, value in (("job", job), ("chunk", sub_plan.chunk), ("frame", sub_plan.frame),
                         ("frames_per_chunk", sub_plan.frames_per_chunk),
                         ("slice_frames", sub_plan.slice_frames), ("codecs", int(rs) | int(ag) << 2)):
@@ -202,8 +205,9 @@ def allreduce_collective(devs, xs, *, rs_codec="fp32", ag_codec="fp32", slice_fr
     for start, size in _pieces(full.chunk, n, k, p["vector_words"]):
         sub = nf.plan(n * size, n, rs, ag, mx_block=k, max_payload=p["max_payload"], slice_frames=slices)
         index = np.concatenate([np.arange(c * full.chunk + start, c * full.chunk + start + size) for c in range(n)])
+        job = _next_job(devs)
         for rank, dev in enumerate(devs):
-            _load(dev, padded[rank, index], sub, rs, ag)
+            _load(dev, padded[rank, index], sub, rs, ag, job)
         for dev in devs:
             _go(dev)
         deadline = time.monotonic() + timeout
@@ -240,7 +244,7 @@ def allreduce(dev, x, rs_codec="fp32", ag_codec="fp32", **options) -> np.ndarray
         sub = nf.plan(world * size, world, rs, ag, mx_block=k, max_payload=p["max_payload"], slice_frames=slices)
         index = np.concatenate([np.arange(c * full.chunk + start, c * full.chunk + start + size)
                                 for c in range(world)])
-        _load(dev, padded[index], sub, rs, ag)
+        _load(dev, padded[index], sub, rs, ag, _next_job([dev]))
         _go(dev)
         _wait(dev, time.monotonic() + timeout)
         result[index] = np.frombuffer(dev.read(p["vector_base"], world * size * WORD), "<f4")

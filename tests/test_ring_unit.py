@@ -294,3 +294,17 @@ def test_nic_core_registers():
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
+
+
+def test_job_numbers_agree_across_rings():
+    """Ranks that sat out operations of a smaller ring still agree on the next operation's job number
+    (a mismatch makes every node ignore the others' frames until the watchdog ends the operation)."""
+    from types import SimpleNamespace
+    from tensornic import nic
+    devs = [SimpleNamespace() for _ in range(3)]
+    assert nic._next_job(devs) == 1
+    assert nic._next_job(devs[:2]) == 2 and nic._next_job(devs[:2]) == 3
+    assert nic._next_job(devs) == 4
+    assert [dev._nic_job for dev in devs] == [4, 4, 4]
+    devs[0]._nic_job = 0xFFFF
+    assert nic._next_job(devs) == 1            # 16 bits in the header; 0 is never used
