@@ -173,7 +173,7 @@ class EngineCore(wiring.Component):
         # The 5 words of a group shift in at word[4]; while a loop is processed, word[1…4] rotate so that
         # word[1] is always the stride of the operand at hand.
         word = Signal(data.ArrayLayout(unsigned(32), cf.LOOP_WORDS))
-        fetch_idx = Signal(range(cf.LOOP_WORDS + 1))
+        fetch_idx = Signal(range(cf.LOOP_WORDS + 2))
         loop_i = Signal(range(L))
         slot_base = Signal(range(self.queue * cf.DESC_SLOT_WORDS))
         group_base = Signal(range(cf.DESC_SLOT_WORDS))           # first word of the group being read
@@ -190,8 +190,10 @@ class EngineCore(wiring.Component):
         shift_in = Signal()
         rotate = Signal()
         m.d.sync += [word[k].eq(word[k + 1]) for k in range(1, cf.LOOP_WORDS - 1)]
+        desc_q = Signal(32)                 # the descriptor memory's output, registered before any logic
+        m.d.sync += desc_q.eq(self.desc_data)
         with m.If(shift_in):
-            m.d.sync += [word[0].eq(word[1]), word[cf.LOOP_WORDS - 1].eq(self.desc_data)]
+            m.d.sync += [word[0].eq(word[1]), word[cf.LOOP_WORDS - 1].eq(desc_q)]
         with m.Elif(rotate):
             m.d.sync += word[cf.LOOP_WORDS - 1].eq(word[1])
         with m.Else():
@@ -251,8 +253,9 @@ class EngineCore(wiring.Component):
             for name, after in (("FETCH_HEADER", "HEADER"), ("FETCH_LOOP", "LOOP")):
                 with m.State(name):
                     m.d.sync += fetch_idx.eq(fetch_idx + 1)
-                    m.d.comb += shift_in.eq(fetch_idx != 0)
-                    with m.If(fetch_idx == cf.LOOP_WORDS):
+                    # Word i is read at fetch_idx = i and reaches desc_q two cycles later.
+                    m.d.comb += shift_in.eq(fetch_idx >= 2)
+                    with m.If(fetch_idx == cf.LOOP_WORDS + 1):
                         m.d.sync += fetch_idx.eq(0)
                         m.next = after
             with m.State("HEADER"):
@@ -365,6 +368,13 @@ class EngineCore(wiring.Component):
 
         # ===== address generator and offset tables =====
         m.d.comb += [walker.extent.eq(extent), walker.role.eq(role)]
+        # The bases are folded into the offsets (in elements): A's and B's into role K's, C's and D's into
+        # role N's, so the loader and the write-back add two table entries and no base.
+        ebs = eb.bit_length() - 1
+        m.d.comb += [walker.origin[cf.ROLE_K][cf.ROLE_SLOTS[cf.ROLE_K].index("a")].eq(base[0][ebs:AW]),
+                     walker.origin[cf.ROLE_K][cf.ROLE_SLOTS[cf.ROLE_K].index("b")].eq(base[1][ebs:AW]),
+                     walker.origin[cf.ROLE_N][cf.ROLE_SLOTS[cf.ROLE_N].index("c")].eq(base[2][2:AW]),
+                     walker.origin[cf.ROLE_N][cf.ROLE_SLOTS[cf.ROLE_N].index("d")].eq(base[3][2:AW])]
         entry = data.StructLayout({"off0": signed(OB), "rem0": unsigned(RB), "off1": signed(OB),
                                    "rem1": unsigned(RB), "off2": signed(OB)})
         m.submodules.m_table = m_table = memory.Memory(shape=entry, depth=2 * Tm, init=[])
@@ -398,7 +408,7 @@ class EngineCore(wiring.Component):
             "tm_eff": range(Tm + 1), "tn_eff": range(Tn + 1), "kc_eff": range(Kc + 1),
             "mi_count": range(tm + 1), "nj_count": range(tn + 1),      # sub-tile rows and columns
             "first_chunk": 1, "release_m": 1, "release_n": 1, "desc_last": 1,
-            "accumulate": 1, "base_c": unsigned(AW - 2), "base_d": unsigned(AW - 2),
+            "accumulate": 1,
         })
         m.submodules.feed_jobs = feed_jobs = fifo.SyncFIFOBuffered(width=job.size, depth=2)
         m.submodules.wb_jobs = wb_jobs = fifo.SyncFIFOBuffered(width=job.size, depth=4)
@@ -439,15 +449,9 @@ class EngineCore(wiring.Component):
                                  kc_idx_zero.eq(1), walker.sel.eq(cf.ROLE_M)]
                     m.next = "RESTART"
             with m.State("RESTART"):
-                # Return the three roles to index 0 (one per cycle).
+                # Return the three roles to index 0.
                 m.d.comb += walker.restart.eq(1)
-                with m.Switch(walker.sel):
-                    with m.Case(cf.ROLE_M):
-                        m.d.sync += walker.sel.eq(cf.ROLE_N)
-                    with m.Case(cf.ROLE_N):
-                        m.d.sync += walker.sel.eq(cf.ROLE_K)
-                    with m.Default():
-                        m.next = "JOB"
+                m.next = "JOB"
             with m.State("JOB"):
                 with m.If(kc_idx_zero & new_m):
                     with m.If(~m_busy.bit_select(~m_par, 1)):
@@ -537,7 +541,6 @@ class EngineCore(wiring.Component):
                     new_job.first_chunk.eq(kc_idx_zero), new_job.release_n.eq(k_last),
                     new_job.release_m.eq(k_last & n_last), new_job.desc_last.eq(k_last & n_last & m_last),
                     new_job.accumulate.eq(accumulate),
-                    new_job.base_c.eq(base[2][2:]), new_job.base_d.eq(base[3][2:]),
                 ]
                 with m.If(feed_jobs.w_rdy & wb_jobs.w_rdy):
                     m.d.comb += push_job.eq(1)
@@ -600,13 +603,17 @@ class EngineCore(wiring.Component):
         mn_pos = Mux(kinner, outer, inner)
         k_pos = Mux(kinner, inner, outer)
         m.d.comb += [m_index.eq(mn_pos), n_index.eq(mn_pos), k_index.eq(k_pos)]
-        # Table outputs are registered first (block RAM clock-to-out is slow); states wait a cycle for them.
+        # Table outputs go straight into registers (block RAM clock-to-out is ≈ 6 ns: no logic may follow
+        # it in the same cycle); states wait a cycle for them, and pick A's or B's fields afterwards.
+        m_tq, n_tq, k_tq = Signal.like(m_ld.data), Signal.like(n_ld.data), Signal.like(k_ld.data)
+        m.d.sync += [m_tq.eq(m_ld.data), n_tq.eq(n_ld.data), k_tq.eq(k_ld.data)]
         mn_entry, k_off = Signal(signed(self.offset_bits)), Signal(signed(self.offset_bits))
         mn_rem, k_rem = Signal(self.rem_bits), Signal(self.rem_bits)
-        m.d.sync += [mn_entry.eq(Mux(op, n_ld.data.off0, m_ld.data.off0)),
-                     mn_rem.eq(Mux(op, n_ld.data.rem0, m_ld.data.rem0)),
-                     k_off.eq(Mux(op, k_ld.data.off1, k_ld.data.off0)),
-                     k_rem.eq(Mux(op, k_ld.data.rem1, k_ld.data.rem0))]
+        in_rem = Signal(self.rem_bits)                         # rem of the stretch's (inner) direction
+        m.d.comb += [mn_entry.eq(Mux(op, n_tq.off0, m_tq.off0)), mn_rem.eq(Mux(op, n_tq.rem0, m_tq.rem0)),
+                     k_off.eq(Mux(op, k_tq.off1, k_tq.off0)), k_rem.eq(Mux(op, k_tq.rem1, k_tq.rem0)),
+                     in_rem.eq(Mux(kinner, k_rem, mn_rem))]
+        left = Signal(range(Tmax + 1))                         # n_inner − inner, kept as a register
 
         n_run = Signal(range(9))
         lim_lane = Signal(range(max(R, C, P) + 1))
@@ -662,19 +669,16 @@ class EngineCore(wiring.Component):
                 use_k = k_rem >= mn_rem
                 mn_total = Mux(op, tn_eff, tm_eff)
                 m.d.sync += [kinner.eq(use_k), banks.eq(Mux(op, C, R)), banks_is_p.eq(Mux(op, C == P, R == P)),
-                             n_outer.eq(Mux(use_k, mn_total, kc_eff)), n_inner.eq(Mux(use_k, kc_eff, mn_total))]
+                             n_outer.eq(Mux(use_k, mn_total, kc_eff)), n_inner.eq(Mux(use_k, kc_eff, mn_total)),
+                             left.eq(Mux(use_k, kc_eff, mn_total))]
                 m.next = "FETCH"
             with m.State("FETCH"):
                 m.next = "LATCH"
             with m.State("LATCH"):
                 m.next = "SETUP"
             with m.State("SETUP"):
-                out_off = Mux(kinner, mn_entry, k_off)
-                in_off = Mux(kinner, k_off, mn_entry)
-                in_rem = Mux(kinner, k_rem, mn_rem)
-                base_op = Mux(op, base[1], base[0])
-                m.d.sync += byte.eq(base_op + ((out_off + in_off) << ebs))
-                left = n_inner - inner
+                # The element address is the sum of the two entries (the base is in the K offsets).
+                m.d.sync += byte.eq((mn_entry + k_off) << ebs)
                 m.d.sync += [stretch.eq(Mux(in_rem < left, in_rem, left)), n_ok.eq(0)]
                 m.next = "RUN"
             with m.State("RUN"):
@@ -685,15 +689,15 @@ class EngineCore(wiring.Component):
                 with m.If(issue):
                     m.d.comb += info.w_en.eq(1)
                     m.d.sync += [byte.eq(byte + (n_q << ebs)), stretch.eq(stretch - n_q),
-                                 inner.eq(inner + n_q),
+                                 inner.eq(inner + n_q), left.eq(left - n_q),
                                  n_ok.eq((n_q == P) & (kinner | banks_is_p) & (stretch >= 2 * P))]
                     with m.If(kinner):
                         advance_k(n_q)
                     with m.Else():
                         advance_mn(n_q, banks)
                     with m.If(stretch == n_q):
-                        with m.If(inner + n_q == n_inner):
-                            m.d.sync += [inner.eq(0), outer.eq(outer + 1)]
+                        with m.If(left == n_q):
+                            m.d.sync += [inner.eq(0), outer.eq(outer + 1), left.eq(n_inner)]
                             with m.If(kinner):
                                 m.d.sync += [k_lane.eq(0), k_word.eq(0)]
                                 advance_mn(1, banks)
@@ -795,73 +799,84 @@ class EngineCore(wiring.Component):
         credit_back = Signal()
         meta = data.StructLayout({"real": 1, "mi": range(tm + 1), "nj": range(tn + 1), "last": 1})
         # One entry per interval between its closing `first` token and its drain burst: intervals last at
-        # least R cycles and the burst comes R + 7 cycles later, so (R + 7) // R + 3 entries never overflow.
+        # least R cycles and the burst comes R + 8 cycles later, so (R + 8) // R + 3 entries never overflow.
         # A power-of-two inner FIFO (SyncFIFOBuffered adds its output register) keeps the pointers cheap.
         m.submodules.drain_meta = drain_meta = fifo.SyncFIFOBuffered(
-            width=meta.size, depth=_pow2_at_least((R + 7) // R + 2) + 1)
+            width=meta.size, depth=_pow2_at_least((R + 8) // R + 2) + 1)
         meta_in = Signal(meta)
         m.d.comb += [meta_in.real.eq(real), meta_in.mi.eq(open_mi), meta_in.nj.eq(open_nj),
                      meta_in.last.eq(open_last), drain_meta.w_data.eq(meta_in)]
 
-        # Next sub-tile candidate: the rest of `cur`, else the head job.
-        next_from_cur = Signal()
+        # Next sub-tile candidate: the rest of `cur`, else the head job. It is registered (`c_*`, one cycle
+        # behind the state it was computed from) and dropped for the cycle after a start, when it is stale;
+        # intervals last ≥ R steps, so for R ≥ 2 this costs nothing.
         nmi, nnj = Signal.like(mi), Signal.like(nj)
         cand = Signal(job)
         cand_ok = Signal()
         with m.If(cur_live):
-            m.d.comb += [next_from_cur.eq(1), cand.eq(cur), cand_ok.eq(1), nmi.eq(mi), nnj.eq(nj)]
+            m.d.comb += [cand.eq(cur), cand_ok.eq(1), nmi.eq(mi), nnj.eq(nj)]
         with m.Else():
             m.d.comb += [cand.eq(head), cand_ok.eq(feed_jobs.r_rdy), nmi.eq(0), nnj.eq(0)]
-        # Is (nmi, nnj) the candidate job's last sub-tile?
+        c_job = Signal(job)
+        c_ok, c_from_cur, c_last, c_last_nj, c_any, c_more = (Signal(name=f"c_{n}") for n in
+                                                              ("ok", "from_cur", "last", "last_nj", "any", "more"))
+        c_mi, c_nj = Signal.like(mi), Signal.like(nj)
+        c_klen = Signal.like(klen)
+        start = Signal()
         last_nj = nnj + 1 == cand.nj_count
         last_mi = nmi + 1 == cand.mi_count
-        cand_last = last_nj & last_mi
+        klen_new = Mux(cand.kc_eff < R, R, cand.kc_eff)
+        m.d.sync += [c_job.eq(cand), c_ok.eq(cand_ok & ~start), c_from_cur.eq(cur_live), c_mi.eq(nmi),
+                     c_nj.eq(nnj), c_last_nj.eq(last_nj), c_last.eq(last_nj & last_mi), c_klen.eq(klen_new),
+                     c_any.eq(cand.kc_eff > 0), c_more.eq(klen_new > 1)]
 
         boundary = Signal()              # this cycle opens a new interval (first token)
-        start_real = Signal()
         emit_valid = Signal()
         emit_k = Signal.like(k)
         emit_mi, emit_nj = Signal.like(mi), Signal.like(nj)
         emit_job = Signal(job)
         credit_r = Signal()                  # credits return one cycle after the write-back frees them
         m.d.sync += credit_r.eq(credit_back)
-        can_start = cand_ok & (in_flight < 2) & (real | (gap_len >= R))
-        finishing = real & (k == klen)   # the open sub-tile has streamed all its steps
-        with m.If(real & (k < klen)):
-            m.d.comb += [emit_valid.eq(k < kvalid), emit_k.eq(k), emit_mi.eq(open_mi), emit_nj.eq(open_nj),
+        # streaming: the open sub-tile has steps left (k < klen); step_ok: step k is inside the chunk
+        # (k < kvalid); gap_ok: an idle gap has lasted R cycles. All registers.
+        streaming, step_ok, gap_ok = Signal(), Signal(), Signal()
+        can_start = c_ok & (in_flight < 2) & (real | gap_ok)
+        finishing = real & ~streaming    # the open sub-tile has streamed all its steps
+        with m.If(streaming):
+            m.d.comb += [emit_valid.eq(step_ok), emit_k.eq(k), emit_mi.eq(open_mi), emit_nj.eq(open_nj),
                          emit_job.eq(cur)]
-            m.d.sync += k.eq(k + 1)
+            m.d.sync += [k.eq(k + 1), streaming.eq(k + 1 != klen), step_ok.eq(k + 1 < kvalid)]
         with m.Elif(can_start):
-            m.d.comb += [boundary.eq(1), start_real.eq(1), emit_valid.eq(cand.kc_eff > 0), emit_k.eq(0),
-                         emit_mi.eq(nmi), emit_nj.eq(nnj), emit_job.eq(cand)]
-            klen_new = Mux(cand.kc_eff < R, R, cand.kc_eff)
-            m.d.sync += [real.eq(1), k.eq(1), klen.eq(klen_new), kvalid.eq(cand.kc_eff), open_mi.eq(nmi),
-                         open_nj.eq(nnj), open_last.eq(cand_last), gap_len.eq(0)]
-            with m.If(~next_from_cur):
+            m.d.comb += [boundary.eq(1), start.eq(1), emit_valid.eq(c_any), emit_k.eq(0),
+                         emit_mi.eq(c_mi), emit_nj.eq(c_nj), emit_job.eq(c_job)]
+            m.d.sync += [real.eq(1), k.eq(1), klen.eq(c_klen), kvalid.eq(c_job.kc_eff), open_mi.eq(c_mi),
+                         open_nj.eq(c_nj), open_last.eq(c_last), gap_len.eq(0), gap_ok.eq(0),
+                         streaming.eq(c_more), step_ok.eq(c_job.kc_eff > 1)]
+            with m.If(~c_from_cur):
                 m.d.comb += feed_jobs.r_en.eq(1)
-                m.d.sync += cur.eq(head)
+                m.d.sync += cur.eq(c_job)
             # Advance the position within the job.
-            with m.If(cand_last):
+            with m.If(c_last):
                 m.d.sync += [cur_live.eq(0), mi.eq(0), nj.eq(0)]
-            with m.Elif(last_nj):
-                m.d.sync += [cur_live.eq(1), mi.eq(nmi + 1), nj.eq(0)]
+            with m.Elif(c_last_nj):
+                m.d.sync += [cur_live.eq(1), mi.eq(c_mi + 1), nj.eq(0)]
             with m.Else():
-                m.d.sync += [cur_live.eq(1), mi.eq(nmi), nj.eq(nnj + 1)]
+                m.d.sync += [cur_live.eq(1), mi.eq(c_mi), nj.eq(c_nj + 1)]
         with m.Elif(real):
             m.d.comb += boundary.eq(1)            # open an idle gap so the finished sub-tile drains
-            m.d.sync += [real.eq(0), gap_len.eq(1)]
+            m.d.sync += [real.eq(0), gap_len.eq(1), gap_ok.eq(R <= 1)]
         with m.Else():
             with m.If(gap_len < R):
-                m.d.sync += gap_len.eq(gap_len + 1)
+                m.d.sync += [gap_len.eq(gap_len + 1), gap_ok.eq(gap_len + 1 >= R)]
         m.d.comb += drain_meta.w_en.eq(boundary)
         # A finished job releases its panels.
         with m.If(finishing & open_last):
             m.d.comb += b_clr.eq(Mux(cur.b_buf, 0b10, 0b01))
             with m.If(cur.release_a):
                 m.d.comb += a_clr.eq(Mux(cur.a_buf, 0b10, 0b01))
-        with m.If(start_real & ~credit_r):
+        with m.If(start & ~credit_r):
             m.d.sync += in_flight.eq(in_flight + 1)
-        with m.Elif(credit_r & ~start_real):
+        with m.Elif(credit_r & ~start):
             m.d.sync += in_flight.eq(in_flight - 1)
 
         # A register stage after the feeder's decision, scratch reads (one cycle), then the array.
@@ -885,14 +900,20 @@ class EngineCore(wiring.Component):
             word_q = Signal(64, name=f"a_word{i}")
             m.d.sync += word_q.eq(port.data)
             lanes = data.ArrayLayout(unsigned(ew), P)(word_q)
-            m.d.comb += array.a[i].eq(Mux(valid_q, lanes[lane_q], 0))
+            a_lane = Signal(signed(ew), name=f"a_lane{i}", reset_less=True)   # registered before the DSPs
+            m.d.sync += a_lane.eq(Mux(valid_q, lanes[lane_q], 0))
+            m.d.comb += array.a[i].eq(a_lane)
         for j, port in enumerate(b_rd):
             word_q = Signal(64, name=f"b_word{j}")
             m.d.sync += word_q.eq(port.data)
             lanes = data.ArrayLayout(unsigned(ew), P)(word_q)
             # No zero gating for B: an idle step's A is 0, and a cell always pairs A and B of the same step.
-            m.d.comb += array.b[j].eq(lanes[lane_q])
-        m.d.comb += array.first.eq(first_q)
+            b_lane = Signal(signed(ew), name=f"b_lane{j}", reset_less=True)
+            m.d.sync += b_lane.eq(lanes[lane_q])
+            m.d.comb += array.b[j].eq(b_lane)
+        first_a = Signal()
+        m.d.sync += first_a.eq(first_q)
+        m.d.comb += array.first.eq(first_a)
 
         # Counters: useful MACs of this step (rows and columns inside the tile).
         # (pipelined: the counters see each step a few cycles late)
@@ -908,8 +929,8 @@ class EngineCore(wiring.Component):
         with m.Else():
             m.d.sync += [self.mac_add.eq(0), self.array_step.eq(0)]
         m.d.sync += [
-            self.stall_operand.eq(self.busy & ~emit_valid & ~cand_ok & ~(real & (k < klen))),
-            self.stall_drain.eq(self.busy & ~emit_valid & (cand_ok | (real & (k < klen)))),
+            self.stall_operand.eq(self.busy & ~emit_valid & ~c_ok & ~streaming),
+            self.stall_drain.eq(self.busy & ~emit_valid & (c_ok | streaming)),
         ]
 
         # ---- drain: per column, difference from the previous shadow; keep sub-tiles, drop gaps ----
@@ -1019,8 +1040,8 @@ class EngineCore(wiring.Component):
         m_q, n_q = Signal.like(m_wb.data), Signal.like(n_wb.data)
         m.d.sync += [s1_job.eq(wjob), s2_job.eq(s1_job), s2_valid.eq(s1_valid), s2_keep.eq(s1_keep),
                      s2_value.eq(s1_value), m_q.eq(m_wb.data), n_q.eq(n_wb.data)]
-        addr_d = (s2_job.base_d + m_q.off2 + n_q.off2)
-        addr_c = Mux(s2_job.first_chunk, s2_job.base_c + m_q.off1 + n_q.off1, addr_d)
+        addr_d = m_q.off2 + n_q.off2                     # (the bases are in role N's offsets)
+        addr_c = Mux(s2_job.first_chunk, m_q.off1 + n_q.off1, addr_d)
         m.d.comb += [pend.addr_d.eq(addr_d), pend.addr_c.eq(addr_c), pend.value.eq(s2_value),
                      pend.read.eq(~s2_job.first_chunk | s2_job.accumulate),
                      pending.w_data.eq(pend), pending.w_en.eq(s2_valid & s2_keep)]
@@ -1105,7 +1126,8 @@ class ContractionEngine(wiring.Component):
             m.d.sync += abort_count.eq(ABORT_CYCLES)
         with m.Elif(abort_count != 0):
             m.d.sync += abort_count.eq(abort_count - 1)
-        m.d.comb += abort.eq(abort_count != 0)
+        # `abort` is a register (it resets the whole core: no logic in front of that fan-out).
+        m.d.sync += abort.eq((regs.control_written & self.regs.w_data[0]) | (abort_count > 1))
         m.submodules.core = core = ResetInserter({"sync": abort})(self.core)
         m.d.comb += self.busy.eq(core.busy | abort)
 
@@ -1117,20 +1139,34 @@ class ContractionEngine(wiring.Component):
         m.d.comb += [host_r.addr.eq(bus.addr), host_w.addr.eq(bus.addr), host_w.data.eq(bus.w_data),
                      host_w.en.eq(bus.w_en & ~bus.ack), eng_r.addr.eq(core.desc_addr),
                      core.desc_data.eq(eng_r.data)]
-        m.d.sync += bus.ack.eq((bus.r_en | bus.w_en) & ~bus.ack)
+        # Writes are acknowledged a cycle later; reads two cycles later, the block RAM's output registered
+        # in between (its clock-to-out leaves no time for the bus's read mux in the same cycle).
+        host_rd = Signal()
+        host_q = Signal(32)
+        m.d.sync += [bus.ack.eq(bus.w_en & ~bus.ack), host_rd.eq(bus.r_en & ~bus.ack & ~host_rd)]
+        with m.If(host_rd):
+            m.d.sync += [host_q.eq(host_r.data), bus.ack.eq(1)]
         with m.If(bus.ack):
-            m.d.comb += bus.r_data.eq(host_r.data)
+            m.d.comb += bus.r_data.eq(host_q)
 
-        # Queue: submitted counts accepted submissions, taken counts descriptors the validator consumed.
+        # Queue: submitted counts accepted submissions, taken counts descriptors the validator consumed;
+        # `count` (submitted − taken) and `full` are kept as registers beside them.
         submitted, taken = Signal(32), Signal(32)
         count = Signal(range(self.queue + 1))
-        m.d.comb += count.eq(submitted - taken)
-        with m.If(regs.submit_written & (count < self.queue) & ~abort):
+        full = Signal()
+        accept = Signal()
+        m.d.comb += accept.eq(regs.submit_written & ~full & ~abort)
+        with m.If(accept):
             m.d.sync += submitted.eq(submitted + 1)
         with m.If(abort):
-            m.d.sync += taken.eq(submitted)
-        with m.Elif(core.take):
-            m.d.sync += taken.eq(taken + 1)
+            m.d.sync += [taken.eq(submitted), count.eq(0), full.eq(0)]
+        with m.Else():
+            with m.If(core.take):
+                m.d.sync += taken.eq(taken + 1)
+            with m.If(accept & ~core.take):
+                m.d.sync += [count.eq(count + 1), full.eq(count == self.queue - 1)]
+            with m.Elif(core.take & ~accept):
+                m.d.sync += [count.eq(count - 1), full.eq(0)]
         m.d.comb += [core.queue_count.eq(Mux(abort, 0, count)), core.head.eq(taken[:len(core.head)]),
                      core.seq.eq(taken)]
 
@@ -1145,10 +1181,12 @@ class ContractionEngine(wiring.Component):
         completed, array_cycles, st_op, st_drain, st_bus = (Signal(32, name=n) for n in
                                                             ("completed", "array_cycles", "st_op", "st_drain", "st_bus"))
         clear = regs.control_written & self.regs.w_data[1]
+        busy_q = Signal()                   # (core.busy is a wide OR: registered before the 64-bit adder)
+        m.d.sync += busy_q.eq(core.busy)
         with m.If(clear):
             m.d.sync += [v.eq(0) for v in (busy_cycles, mac_count, array_cycles, st_op, st_drain, st_bus)]
         with m.Else():
-            m.d.sync += [busy_cycles.eq(busy_cycles + core.busy), mac_count.eq(mac_count + core.mac_add),
+            m.d.sync += [busy_cycles.eq(busy_cycles + busy_q), mac_count.eq(mac_count + core.mac_add),
                          array_cycles.eq(array_cycles + core.array_step),
                          st_op.eq(st_op + core.stall_operand), st_drain.eq(st_drain + core.stall_drain),
                          st_bus.eq(st_bus + core.stall_bus)]
@@ -1158,8 +1196,11 @@ class ContractionEngine(wiring.Component):
             m.d.sync += busy_hi.eq(busy_cycles[32:])
         with m.If(regs.mac_count_lo_read):
             m.d.sync += mac_hi.eq(mac_count[32:])
+        # The register bank reads registers only (status is a cycle late, like every counter).
+        status = Signal(3)
+        m.d.sync += status.eq(Cat(core.busy | (count != 0), core.error, full))
         m.d.comb += [
-            regs.status.eq(Cat(core.busy | (count != 0), core.error, count == self.queue)),
+            regs.status.eq(status),
             regs.error_code.eq(core.error_code), regs.error_index.eq(core.error_index),
             regs.submitted.eq(submitted), regs.completed.eq(completed), regs.queue_count.eq(count),
             regs.busy_cycles_lo.eq(busy_cycles[:32]), regs.busy_cycles_hi.eq(busy_hi),
