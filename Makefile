@@ -9,7 +9,7 @@ BOARD   ?= ulx3s
 JOBS    ?= 2
 PYTEST  := $(PY) -m pytest -n $(JOBS)
 
-.PHONY: all demo test test-all sim quick bitstream program bench lint clean distclean venv
+.PHONY: all demo test test-all sim quick bitstream bitstream-all program bench lint clean distclean venv
 
 all: test
 
@@ -37,11 +37,20 @@ quick: $(STAMP)
 sim: $(STAMP)
 	$(PYTEST) -m "not slow" sim
 
+# Synthesis, place and route, packing: build/$(BOARD)/ (bitstream, soc_map.json, report.md). Fails (status 1)
+# when a clock misses its target or the design does not fit. One board at a time (nextpnr is single-threaded
+# here, and memory-hungry on the 85F parts).
 bitstream: $(STAMP)
 	$(VENV)/bin/tensornic bitstream $(BOARD)
 
+# Every board in turn; a failing board does not stop the others, but the target fails at the end.
+bitstream-all: $(STAMP)
+	$(VENV)/bin/tensornic bitstream all
+
+# Load build/$(BOARD)/ with openFPGALoader: configuration SRAM, or the flash with FLASH=1 (iCEBreaker: always
+# its flash).
 program: $(STAMP)
-	$(VENV)/bin/tensornic program $(BOARD)
+	$(VENV)/bin/tensornic program $(BOARD) $(if $(FLASH),--flash)
 
 bench: $(STAMP)
 	$(VENV)/bin/tensornic bench

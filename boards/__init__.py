@@ -1,12 +1,15 @@
 """Board tops and per-board configurations; bitstreams with the YoWASP toolchain.
 
-Each board module (`ulx3s`, `icebreaker`) holds the board's `SocConfig` sized to its FPGA and a top that
-requests the board's clock and USB-UART pins from the amaranth-boards platform and instantiates the same
-`Soc` the simulator runs. `build` turns a top into a bitstream, a register-map JSON and a report.
+Each board module (`ulx3s`, `ecpix5`, `icebreaker`) holds the board's `SocConfig` sized to its FPGA and a
+top that requests the board's clock and USB-UART pins from the amaranth-boards platform and instantiates the
+same `Soc` the simulator runs. A configuration with the NIC (`nic_vector_words > 0`) gives the SoC a GMII
+port; the top connects it to the board's Ethernet PHY (ECPIX-5: `RgmiiAdapter`) or, on a board without
+Ethernet, loops its transmit side back into its receive side (`UartSocTop.elaborate_nic`). `build` turns
+a top into a bitstream, a register-map JSON and a report.
 """
 
 from amaranth import ClockDomain, ClockSignal, Elaboratable, Module
-from amaranth.lib import io
+from amaranth.lib import io, wiring
 
 from ..rtl.memory_map import SocConfig
 from ..rtl.soc import Soc
@@ -36,6 +39,8 @@ class UartSocTop(Elaboratable):
     uart_resource = ("uart", 0)
     #: ECP5 boards whose oscillator is not the SoC clock: make `sync` (at config.clock_hz) with the PLL.
     use_pll = False
+    #: Where the NIC's GMII port goes (for reports); set by boards that attach it to a PHY.
+    nic_attachment = "GMII transmit looped back into GMII receive in the SoC clock domain (self-test)"
 
     def __init__(self, config: SocConfig | None = None):
         config = self.config if config is None else config
@@ -54,13 +59,14 @@ class UartSocTop(Elaboratable):
         if platform is None:
             raise TypeError(f"{type(self).__name__} is a board top: elaborate it with its platform "
                             f"({self.platform_class.__name__}); simulations use Soc directly")
-        m = Module()
         clock_hz = int(platform.default_clk_frequency)
-        if self.use_pll:
-            self.elaborate_pll(m, platform, {"sync": self.config.clock_hz})
-        elif clock_hz != self.config.clock_hz:
+        if not self.use_pll and clock_hz != self.config.clock_hz:
             raise ValueError(f"{type(self).__name__}: the platform clocks sync at {clock_hz} Hz but the "
                              f"SoC is configured for clock_hz={self.config.clock_hz}")
+        m = Module()
+        if self.use_pll:
+            domains, phases = self.pll_domains()
+            self.elaborate_pll(m, platform, domains, phases)
         name, number = self.uart_resource
         uart = platform.request(name, number, dir="-")
         m.submodules.uart_rx_buffer = rx_buffer = io.Buffer("i", uart.rx)
@@ -71,10 +77,22 @@ class UartSocTop(Elaboratable):
             soc.uart_rx.eq(rx_buffer.i),
             tx_buffer.o.eq(soc.uart_tx),
         ]
+        if self.config.has_nic:
+            self.elaborate_nic(m, platform, soc)
         self.elaborate_board(m, platform)
         return m
 
-    def elaborate_pll(self, m, platform, domains):
+    def pll_domains(self):
+        """({domain: Hz}, {domain: phase in degrees}) the PLL makes; `sync` first (it is the feedback)."""
+        return {"sync": self.config.clock_hz}, {}
+
+    def elaborate_nic(self, m, platform, soc):
+        """Connect the SoC's NIC port. By default (a board without Ethernet) its GMII transmit side is looped
+        straight back into its receive side, in the SoC's clock domain: a self-test of the NIC's Ethernet
+        path (see docs/boards.md)."""
+        wiring.connect(m, soc.nic_gmii_tx, soc.nic_gmii_rx)
+
+    def elaborate_pll(self, m, platform, domains, phases=None):
         """Drive `domains` ({name: Hz}) from the board's oscillator through the ECP5 PLL."""
         from .clocks import Ecp5Pll
         clk = platform.request(platform.default_clk, dir="-")
@@ -83,7 +101,7 @@ class UartSocTop(Elaboratable):
         m.d.comb += ClockSignal("oscillator").eq(osc.i)
         for name in domains:
             m.domains += ClockDomain(name)
-        m.submodules.pll = pll = Ecp5Pll("oscillator", platform.default_clk_frequency, domains)
+        m.submodules.pll = pll = Ecp5Pll("oscillator", platform.default_clk_frequency, domains, phases)
         return pll
 
     def elaborate_board(self, m, platform):

@@ -9,9 +9,10 @@ executables, and writes into `build/<board>/`:
 - `report.md`: resources used of available, Fmax per clock against its target, and step times;
 - `top.*` and `*.log`: the toolchain's inputs, outputs and logs.
 
-A design that misses timing raises `TimingError` naming the clock, the achieved and target MHz and nextpnr's
-critical path (the report is still written, the bitstream is not). `program(name)` loads the last build
-into the board with openFPGALoader.
+A design that misses timing raises `TimingError` naming the clock, the achieved and target MHz, the shortfall
+(MHz, % and ns of the period) and nextpnr's critical path (the report is still written, the bitstream is
+not). `build_all()` builds every board in turn and raises `BuildFailures` at the end if any failed.
+`program(name)` loads the last build into the board with openFPGALoader.
 """
 
 import dataclasses
@@ -32,9 +33,10 @@ from .ecpix5 import ECPIX5_CONFIG, ECPIX5Top
 from .icebreaker import ICEBREAKER_CONFIG, ICEBreakerTop
 from .ulx3s import ULX3S_CONFIG, ULX3STop
 
-__all__ = ["Board", "BOARDS", "get_board", "build_dir", "bitstream_path", "build_bitstream", "program",
-           "prepare", "parse_resources", "parse_fmax", "check_timing", "describe_critical_path",
-           "BuildError", "ToolchainMissing", "TimingError", "ProgrammerError", "BoardNotFound"]
+__all__ = ["Board", "BOARDS", "get_board", "build_dir", "bitstream_path", "build_bitstream", "build_all",
+           "synthesize_board", "program", "prepare", "parse_resources", "parse_fmax", "check_timing",
+           "describe_critical_path", "describe_contents", "BuildError", "BuildFailures", "ToolchainMissing",
+           "ResourceError", "TimingError", "ProgrammerError", "BoardNotFound"]
 
 
 class BuildError(TensornicError):
@@ -56,6 +58,15 @@ class TimingError(BuildError):
         super().__init__(message)
         self.fmax_mhz = fmax_mhz
         self.report = report
+
+
+class BuildFailures(BuildError):
+    """`build_all` finished with at least one board failing; `failures` maps board → the exception."""
+
+    def __init__(self, message, failures, results):
+        super().__init__(message)
+        self.failures = failures
+        self.results = results
 
 
 class ProgrammerError(TensornicError):
@@ -81,6 +92,8 @@ class Board:
     loader_flash_args: tuple = ("-f",)
     #: Which USB connector reaches the programmer and the host link.
     usb_port: str = "its USB port"
+    #: Extra options of Yosys's synth_<family> command.
+    synth_opts: tuple = ()
 
     @property
     def platform_class(self):
@@ -115,6 +128,7 @@ BOARDS = {
         bitstream_suffix="bin", loader_board="ice40_generic",
         loader_sram_args=None, loader_flash_args=(),
         usb_port="its micro-USB port",
+        synth_opts=("-dsp",),         # multipliers onto the UP5K's SB_MAC16s rather than into logic
     ),
 }
 
@@ -314,6 +328,12 @@ def parse_fmax(nextpnr_report) -> dict:
             for clock, v in nextpnr_report.get("fmax", {}).items()}
 
 
+def shortfall(achieved, target) -> str:
+    """How far `achieved` MHz falls short of `target` MHz, in MHz, per cent and ns of period."""
+    return (f"{target - achieved:.2f} MHz ({(1 - achieved / target) * 100:.1f} %; the critical path is "
+            f"{1e3 / achieved - 1e3 / target:.2f} ns longer than the {1e3 / target:.2f} ns period)")
+
+
 def failed_clocks(fmax) -> list:
     """The clocks whose achieved Fmax is below their target."""
     return [clock for clock, (achieved, target) in fmax.items() if achieved < target]
@@ -327,9 +347,10 @@ def check_timing(board_name, fmax, nextpnr_report, report_path=None):
     clock = failed[0]
     achieved, target = fmax[clock]
     where = f" (report: {report_path})" if report_path else ""
-    others = f"; also failing: {', '.join(failed[1:])}" if failed[1:] else ""
+    others = "".join(f"; also failing: {other} at {fmax[other][0]:.2f} of {fmax[other][1]:.2f} MHz"
+                     for other in failed[1:])
     raise TimingError(f"{board_name}: clock {clock} reaches {achieved:.2f} MHz, below its {target:.2f} MHz "
-                      f"target{others}; no bitstream written{where}\n"
+                      f"target by {shortfall(achieved, target)}{others}; no bitstream written{where}\n"
                       + describe_critical_path(nextpnr_report, clock),
                       fmax_mhz=fmax, report=str(report_path) if report_path else None)
 
@@ -371,14 +392,40 @@ def describe_critical_path(nextpnr_report, clock) -> str:
     return "(nextpnr reported no critical path for this clock; see top.tim)"
 
 
-def _report_markdown(board, resources, fmax, timings, smap, failed, bitstream, nextpnr_report):
-    cfg = board.config
+def describe_contents(board, config=None) -> list:
+    """What a board's bitstream holds, one line per block (for the report and the CLI)."""
+    cfg = config or board.config
+    lines = [f"host link: UART at {cfg.baud} baud over {board.usb_port}",
+             f"scratch memory: {cfg.scratch_bytes // 1024} KiB"]
+    if cfg.has_engine:
+        lines.append(f"contraction engine: {cfg.engine_rows}×{cfg.engine_cols} int{cfg.engine_width} array "
+                     f"({cfg.engine_rows * cfg.engine_cols} MACs), tiles {cfg.engine_tile_m}×{cfg.engine_tile_n}, "
+                     f"K chunk {cfg.engine_chunk_k}, {cfg.engine_loops} loops, queue {cfg.engine_queue}, "
+                     f"tensor memory {cfg.tensor_bytes // 1024} KiB")
+    else:
+        lines.append("contraction engine: none")
+    if cfg.has_nic:
+        lines.append(f"all-reduce NIC: {cfg.nic_vector_words} vector words ({cfg.nic_vector_words * 4 // 1024} "
+                     f"KiB), window {cfg.nic_window} frames, UDP payload ≤ {cfg.nic_max_payload} bytes, "
+                     f"MXINT8 k = {cfg.nic_mx_block}; Ethernet: {board.top.nic_attachment}")
+    else:
+        lines.append("all-reduce NIC: none")
+    return lines
+
+
+def _report_markdown(board, cfg, resources, fmax, timings, smap, failed, bitstream, nextpnr_report):
     divisor = divisor_for(cfg.clock_hz, cfg.baud)
     lines = [
         f"# {board.name}: build report",
         "",
         f"{board.description}; platform `{board.platform_class.__name__}` "
         f"({board.platform_class.device}, {board.platform_class.package}).",
+        "",
+        "## Contents",
+        "",
+        *[f"- {line}" for line in describe_contents(board, cfg)],
+        "",
+        "## Configuration",
         "",
         f"- SoC clock {cfg.clock_hz / 1e6:g} MHz; UART {cfg.baud} baud = {cfg.clock_hz / cfg.baud:.4g} cycles "
         f"per bit, divisor {divisor / 16:g} ({baud_for(cfg.clock_hz, divisor):.0f} baud, "
@@ -395,10 +442,11 @@ def _report_markdown(board, resources, fmax, timings, smap, failed, bitstream, n
     for name, (used, available) in resources.items():
         share = f"{100 * used / available:.1f}" if available else "–"
         lines.append(f"| {name} | {used} | {available} | {share} |")
-    lines += ["", "## Timing", "", "| clock | Fmax (MHz) | target (MHz) | met |", "| --- | ---: | ---: | --- |"]
+    lines += ["", "## Timing", "", "| clock | Fmax (MHz) | target (MHz) | margin | met |",
+              "| --- | ---: | ---: | ---: | --- |"]
     for clock, (achieved, target) in fmax.items():
-        verdict = "FAIL" if clock in failed else "ok"
-        lines.append(f"| `{clock}` | {achieved:.2f} | {target:.2f} | {verdict} |")
+        verdict = f"**FAIL**: short by {shortfall(achieved, target)}" if clock in failed else "ok"
+        lines.append(f"| `{clock}` | {achieved:.2f} | {target:.2f} | {achieved / target:.2f}× | {verdict} |")
     for clock in fmax:
         lines += ["", "```", describe_critical_path(nextpnr_report, clock), "```"]
     lines += ["", "## Build steps", "", "| step | seconds |", "| --- | ---: |"]
@@ -408,14 +456,17 @@ def _report_markdown(board, resources, fmax, timings, smap, failed, bitstream, n
 
 # --- build -------------------------------------------------------------------------------------------------
 
-def prepare(name, **overrides):
-    """The board's Amaranth build plan (elaborated design, constraints, scripts) without running any tool."""
+def prepare(name, config=None, **overrides):
+    """The board's Amaranth build plan (elaborated design, constraints, scripts) without running any tool.
+    `config` replaces the board's own SocConfig (for sizing experiments)."""
     board = get_board(name)
     platform = board.platform_class()
-    return platform, platform.prepare(board.top(board.config), name="top", **overrides)
+    if board.synth_opts:
+        overrides.setdefault("synth_opts", list(board.synth_opts))
+    return platform, platform.prepare(board.top(config or board.config), name="top", **overrides)
 
 
-def synthesize_board(name, out_dir=None, progress=None) -> dict:
+def synthesize_board(name, out_dir=None, progress=None, config=None) -> dict:
     """Elaborate the board's design and run only Yosys (no place and route): the fast check that the design
     synthesizes for its part and fits it. Returns {"cells": synthesized cell counts, "use": estimated
     resources, "seconds": Yosys wall time}; raises BuildError/ResourceError."""
@@ -423,7 +474,7 @@ def synthesize_board(name, out_dir=None, progress=None) -> dict:
     progress = progress or (lambda line: None)
     out = Path(out_dir) if out_dir is not None else build_dir(name) / "synth"
     out.mkdir(parents=True, exist_ok=True)
-    _, plan = prepare(name, script_after_synth="tee -q -o top.stat.json stat -json")
+    _, plan = prepare(name, config, script_after_synth="tee -q -o top.stat.json stat -json")
     plan.extract(str(out))
     commands = json.loads((out / "build_top.json").read_text())["commands"]
     yosys = next(argv for argv in commands if argv[0] == "yosys")
@@ -433,11 +484,13 @@ def synthesize_board(name, out_dir=None, progress=None) -> dict:
     return {"cells": cells, "use": estimate_use(cells), "seconds": round(seconds, 1)}
 
 
-def build_bitstream(name, out_dir=None, progress=None) -> dict:
+def build_bitstream(name, out_dir=None, progress=None, config=None) -> dict:
     """Build the board's bitstream; see the module docstring. Returns a dict with `bitstream` (path),
     `report` (path), `soc_map` (path), `resources` (name → (used, available)), `fmax_mhz`
-    (clock → (achieved, target)) and `seconds` (step → wall time)."""
+    (clock → (achieved, target)) and `seconds` (step → wall time). `config` replaces the board's own
+    SocConfig (for sizing experiments)."""
     board = get_board(name)
+    config = config or board.config
     progress = progress or (lambda line: None)
     out = Path(out_dir) if out_dir is not None else build_dir(name)
     out.mkdir(parents=True, exist_ok=True)
@@ -449,11 +502,11 @@ def build_bitstream(name, out_dir=None, progress=None) -> dict:
     timings = {}
     start = time.monotonic()
     progress(f"elaborating the SoC for {board.description}")
-    _, plan = prepare(name,
-                             nextpnr_opts=["--report", "top.report.json", "--timing-allow-fail"],
-                             script_after_synth="tee -q -o top.stat.json stat -json")
+    _, plan = prepare(name, config,
+                      nextpnr_opts=["--report", "top.report.json", "--timing-allow-fail"],
+                      script_after_synth="tee -q -o top.stat.json stat -json")
     plan.extract(str(out))
-    smap = soc_memory_map(board.config)
+    smap = soc_memory_map(config)
     (out / "soc_map.json").write_text(smap.to_json() + "\n")
     timings["elaboration"] = time.monotonic() - start
 
@@ -479,10 +532,11 @@ def build_bitstream(name, out_dir=None, progress=None) -> dict:
     product = out / f"top.{board.bitstream_suffix}"
     if not failed:
         shutil.copyfile(product, final)
-    report_path.write_text(_report_markdown(board, resources, fmax, timings, smap, failed,
+    timings["total"] = time.monotonic() - start
+    report_path.write_text(_report_markdown(board, config, resources, fmax, timings, smap, failed,
                                             None if failed else final, nextpnr_report))
     check_timing(board.name, fmax, nextpnr_report, report_path)
-    progress(f"wrote {final} in {time.monotonic() - start:.0f} s")
+    progress(f"wrote {final} in {timings['total']:.0f} s")
     return {
         "board": board.name,
         "bitstream": str(final),
@@ -492,6 +546,30 @@ def build_bitstream(name, out_dir=None, progress=None) -> dict:
         "fmax_mhz": fmax,
         "seconds": {step: round(t, 1) for step, t in timings.items()},
     }
+
+
+def build_all(names=None, progress=None) -> dict:
+    """Build every board (or `names`) in turn, one toolchain at a time. A board that fails does not stop the
+    others; at the end `BuildFailures` lists every failure (with each board's own message). Returns board →
+    `build_bitstream` result when all succeeded."""
+    names = list(names) if names is not None else list(BOARDS)
+    for name in names:
+        get_board(name)                      # an unknown name fails before anything is built
+    progress = progress or (lambda line: None)
+    results, failures = {}, {}
+    for name in names:
+        progress(f"=== {name} ===")
+        try:
+            results[name] = build_bitstream(name, progress=lambda line, name=name: progress(f"{name}: {line}"))
+        except (BuildError, OSError) as error:
+            failures[name] = error
+            progress(f"{name}: FAILED: {str(error).splitlines()[0]}")
+    if failures:
+        detail = "\n".join(f"- {name}: {error}" for name, error in failures.items())
+        raise BuildFailures(f"{len(failures)} of {len(names)} board builds failed "
+                            f"({', '.join(failures)}); built: {', '.join(results) or 'none'}\n{detail}",
+                            failures, results)
+    return results
 
 
 # --- programming -------------------------------------------------------------------------------------------

@@ -4,6 +4,10 @@ The divider search follows the part's data sheet limits (Lattice FPGA-DS-02012, 
 detector input fin / CLKI_DIV in 3.125…400 MHz, the VCO in 400…800 MHz, outputs 3.125…400 MHz. CLKOP is
 fed back, so f(CLKOP) = fin · CLKFB_DIV / CLKI_DIV and VCO = f(CLKOP) · CLKOP_DIV; each further output
 is VCO / CLKOSx_DIV.
+
+Phase: an output may lag CLKOP by a given angle of its own period (`phases=`), set in whole VCO cycles
+(CPHASE, counted from DIV - 1, the zero-phase setting) and eighths of a VCO cycle (FPHASE). The ECPIX-5
+uses this for its RGMII transmit clock: a copy of the 125 MHz GMII clock 90° (2 ns) late.
 """
 
 import dataclasses
@@ -12,7 +16,7 @@ import itertools
 from amaranth import ClockSignal, Elaboratable, Instance, Module, Signal
 from amaranth.lib.cdc import ResetSynchronizer
 
-__all__ = ["PllError", "PllPlan", "plan_ecp5_pll", "Ecp5Pll"]
+__all__ = ["PllError", "PllPlan", "plan_ecp5_pll", "phase_setting", "Ecp5Pll"]
 
 PFD_MHZ = (3.125, 400.0)
 VCO_MHZ = (400.0, 800.0)
@@ -72,16 +76,40 @@ def plan_ecp5_pll(input_mhz: float, outputs_mhz, tolerance=0.0):
     return best
 
 
+def phase_setting(vco_mhz: float, div: int, degrees: float):
+    """(whole VCO cycles, eighths of a VCO cycle) closest to `degrees` of the period of an output
+    divided by `div` from `vco_mhz`, and the delay achieved in ns."""
+    if not 0 <= degrees < 360:
+        raise PllError(f"a phase of {degrees:g}° is outside 0…360°")
+    eighths = round(degrees / 360 * div * 8)
+    whole, fine = divmod(eighths, 8)
+    return whole, fine, eighths / 8 * 1e3 / vco_mhz
+
+
 class Ecp5Pll(Elaboratable):
     """An EHXPLLL driving the clocks of `domains` ({name: Hz}, the first is CLKOP) from the clock of
-    `source_domain`. The caller defines the domains (in the top module, as Amaranth wants); each is held in
+    `source_domain`, each output lagging by `phases` ({name: degrees}, default 0; not CLKOP, which is
+    the feedback). The caller defines the domains (in the top module, as Amaranth wants); each is held in
     reset until the PLL locks, and released synchronously to its own clock."""
 
-    def __init__(self, source_domain: str, input_hz: float, domains: dict):
+    def __init__(self, source_domain: str, input_hz: float, domains: dict, phases: dict | None = None):
         self.source_domain = source_domain
         self.domains = dict(domains)
+        self.phases = dict(phases or {})
+        unknown = set(self.phases) - set(self.domains)
+        if unknown:
+            self._MustUse__silence = True   # a PLL that failed to construct is not an unused design
+            raise PllError(f"phases given for {sorted(unknown)}, which are not among the PLL's domains")
+        if self.phases.get(next(iter(self.domains)), 0):
+            self._MustUse__silence = True
+            raise PllError("the first domain is CLKOP, the PLL's feedback: it cannot be phase-shifted")
         self.plan = plan_ecp5_pll(input_hz / 1e6, [hz / 1e6 for hz in self.domains.values()])
         self.locked = Signal()
+
+    def delay_ns(self, name) -> float:
+        """How far the output of domain `name` lags its zero-phase edge, in ns."""
+        index = list(self.domains).index(name)
+        return phase_setting(self.plan.vco_mhz, self.plan.output_divs[index], self.phases.get(name, 0))[2]
 
     def elaborate(self, platform):
         m = Module()
@@ -100,12 +128,13 @@ class Ecp5Pll(Elaboratable):
             "i_PHASESTEP": 1, "i_PHASELOADREG": 1, "i_PLLWAKESYNC": 0, "i_ENCLKOP": 0,
             "o_LOCK": self.locked,
         }
-        for output, div, mhz, clock in zip(("CLKOP",) + SECONDARY_OUTPUTS, plan.output_divs,
-                                           plan.achieved_mhz, clocks):
+        for output, div, mhz, clock, name in zip(("CLKOP",) + SECONDARY_OUTPUTS, plan.output_divs,
+                                                 plan.achieved_mhz, clocks, self.domains):
+            whole, fine, _ = phase_setting(plan.vco_mhz, div, self.phases.get(name, 0))
             params[f"p_{output}_ENABLE"] = "ENABLED"
             params[f"p_{output}_DIV"] = div
-            params[f"p_{output}_CPHASE"] = div - 1      # zero phase
-            params[f"p_{output}_FPHASE"] = 0
+            params[f"p_{output}_CPHASE"] = div - 1 + whole      # div - 1: zero phase
+            params[f"p_{output}_FPHASE"] = fine
             params[f"a_FREQUENCY_PIN_{output}"] = f"{mhz:g}"
             params[f"o_{output}"] = clock
         m.submodules.pll = Instance("EHXPLLL", **params)

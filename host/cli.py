@@ -69,6 +69,17 @@ def print_info(dev):
 def cmd_info(args):
     with open_device(args) as dev:
         print_info(dev)
+        # Which board configuration the device was built from (the map hash covers every parameter).
+        from .boards.build import BOARDS
+        from .rtl.memory_map import soc_memory_map
+        matches = [name for name, board in BOARDS.items()
+                   if soc_memory_map(board.config).hash == dev.info.get("map_hash")]
+        if matches:
+            console.print(f"configuration: the {', '.join(matches)} bitstream of this package "
+                          f"(make bitstream BOARD={matches[0]})")
+        elif args.port not in ("sim", "sim-uart", "emulator"):
+            console.print("configuration: not one of this package's board configurations (a bitstream built "
+                          "from another configuration or version)")
 
 
 def cmd_regs(args):
@@ -135,11 +146,8 @@ def cmd_bench(args):
     return bench_main(args)
 
 
-def cmd_bitstream(args):
-    from .boards.build import build_bitstream
-    with _status_spinner() as status:
-        result = build_bitstream(args.board, progress=status)
-    table = Table(title=f"{args.board}: {result['bitstream']}")
+def _print_build(result):
+    table = Table(title=f"{result['board']}: {result['bitstream']}")
     table.add_column("resource")
     table.add_column("used", justify="right")
     table.add_column("available", justify="right")
@@ -147,13 +155,39 @@ def cmd_bitstream(args):
         table.add_row(name, str(used), str(avail))
     for clock, (achieved, target) in result["fmax_mhz"].items():
         table.add_row(f"Fmax {clock}", f"{achieved:.1f} MHz", f"target {target:.1f} MHz")
+    table.add_row("build time", f"{result['seconds'].get('total', 0):.0f} s", "")
     console.print(table)
-    console.print(f"report: {result['report']}")
+    console.print(f"report: {result['report']}", markup=False)
+
+
+def cmd_bitstream(args):
+    from .boards.build import BOARDS, BuildError, BuildFailures, build_all, build_bitstream
+    def progress(line):
+        console.print(line, markup=False, highlight=False)
+    names = sorted(BOARDS) if args.board == "all" else [args.board]
+    try:
+        if len(names) == 1:
+            _print_build(build_bitstream(names[0], progress=progress))
+        else:
+            for result in build_all(names, progress=progress).values():
+                _print_build(result)
+    except BuildFailures as error:
+        for result in error.results.values():
+            _print_build(result)
+        console.print(f"error: {error}", markup=False, highlight=False)
+        return 1
+    except BuildError as error:
+        # nextpnr's net names contain brackets, which rich would read as markup.
+        console.print(f"error: {type(error).__name__}: {error}", markup=False, highlight=False)
+        return 1
 
 
 def cmd_program(args):
     from .boards.build import program
-    program(args.board, bitstream=args.bitstream)
+    result = program(args.board, bitstream=args.bitstream, flash=args.flash,
+                     progress=lambda line: console.print(line, markup=False, highlight=False))
+    console.print(f"{result['board']}: loaded {result['bitstream']} into its {result['target']}; check it with "
+                  f"tensornic info --port <its serial port>", markup=False, highlight=False)
 
 
 def cmd_lint(args):
@@ -202,13 +236,16 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="smaller runs (for CI smoke checks)")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("bitstream", help="build a board's bitstream with the YoWASP toolchain")
+    p = sub.add_parser("bitstream", help="build a board's bitstream with the YoWASP toolchain "
+                                         "(board name, or 'all' for every board)")
     p.add_argument("board")
     p.set_defaults(func=cmd_bitstream)
 
     p = sub.add_parser("program", help="load a built bitstream onto a connected board (openFPGALoader)")
     p.add_argument("board")
     p.add_argument("--bitstream", default=None, help="bitstream file (default: build/<board>/)")
+    p.add_argument("--flash", action="store_true",
+                   help="write the configuration flash (kept at power-off) instead of SRAM")
     p.set_defaults(func=cmd_program)
 
     p = sub.add_parser("lint", help="Verilator lint of every generated design (rules waived by name)")

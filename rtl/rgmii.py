@@ -11,18 +11,25 @@ GMII side of the adapter is in one clock domain. The buffer holds back the start
 bytes, so the read side never runs dry inside a frame; if it does (a clock far off), the byte is sent with
 `rx_er` so the frame is dropped downstream, never silently altered. The inter-frame gap absorbs the drift.
 
-Clock skew: RGMII needs ~2 ns between clock and data. This adapter drives `tx_clk` in phase with the data
-and expects centre-aligned receive data, i.e. a PHY with internal TX and RX delays ("RGMII-ID"); boards
-whose PHY lacks them must add the delay (PHY strap or register, or an FPGA delay line) — see docs/boards.md.
+Clock skew: RGMII needs ~2 ns between clock and data. By default this adapter drives `tx_clk` in phase with
+the data (from the `sync` clock) and expects centre-aligned receive data, i.e. a PHY with internal TX and RX
+delays ("RGMII-ID"). A board whose PHY does not delay its transmit clock passes `tx_clk_domain`: a copy of
+the `sync` clock lagging by the wanted delay (the ECPIX-5: a PLL output 90° = 2 ns late), which then clocks
+the `tx_clk` DDR register alone, so the clock edge reaches the pin 2 ns after the data changed. Receive
+data must arrive centre-aligned (the PHY's RX delay, or the PCB); see docs/boards.md.
 
 DDR pins: with `pins=None` (simulation, Verilator) the adapter models the DDR registers behaviourally and
 exposes the pins as ports; on a board, `pins` holds the platform's RGMII resource ports and the adapter
 uses `amaranth.lib.io.DDRBuffer` (ODDRX1F/IDDRX1F on ECP5). Both paths present the same (i[0], i[1]) /
-(o[0], o[1]) pairs to the logic, with the semantics of `io.DDRBuffer`: o[0] goes out at the rising edge,
-o[1] half a cycle later; i[1] is the falling-edge sample that precedes the rising-edge sample i[0].
+(o[0], o[1]) pairs to the logic, with the semantics of `io.DDRBuffer` (and of the ECP5's IDDRX1F/ODDRX1F):
+o[0] goes out at the rising edge, o[1] half a cycle later; i[0] is the sample taken at a rising edge and
+i[1] the one taken at the falling edge after it, both presented together one cycle later. An RGMII byte is
+therefore one (i[0], i[1]) pair: low nibble and DV at the rising edge, high nibble and DV ^ ER at the
+falling edge after it.
 """
 
 from amaranth import ClockDomain, ClockSignal, Module, Mux, Signal
+from amaranth.hdl import IOPort
 from amaranth.lib import fifo, io, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -40,11 +47,22 @@ class RgmiiAdapter(wiring.Component):
     """GMII (sync domain, 125 MHz) ↔ RGMII pins.
 
     pins: None (behavioural DDR, pins as ports) or an object with io ports `txd` (4), `tx_ctl`, `tx_clk`,
-    `rxd` (4), `rx_ctl`, `rx_clk` (e.g. an amaranth-boards RGMII resource requested with `dir="-"`).
+    `rxd` (4), `rx_ctl`, `rx_clk` (e.g. an amaranth-boards RGMII resource requested with `dir="-"`; its
+    names `tx_data`, `tx_ctrl`, `rx_data`, `rx_ctrl` are accepted as well).
+    tx_clk_domain: the domain whose clock drives the `tx_clk` pin (see the module docstring); only with pins.
+    rx_clk_hz: the receive clock's frequency, given to the platform as a timing constraint (pins only).
     """
 
-    def __init__(self, pins=None):
+    #: Alternative names of the pins (amaranth-boards' `eth_rgmii` resources).
+    PIN_ALIASES = {"txd": "tx_data", "tx_ctl": "tx_ctrl", "rxd": "rx_data", "rx_ctl": "rx_ctrl"}
+
+    def __init__(self, pins=None, *, tx_clk_domain="sync", rx_clk_hz=125_000_000):
+        if pins is None and tx_clk_domain != "sync":
+            raise ValueError("tx_clk_domain applies to the DDR output buffer of a board's pins; the "
+                             "behavioural model (pins=None) drives tx_clk from sync")
         self._pins = pins
+        self.tx_clk_domain = tx_clk_domain
+        self.rx_clk_hz = rx_clk_hz
         members = {
             "gmii_tx": In(GmiiSignature()),     # from the MAC: what goes out on the wire
             "gmii_rx": Out(GmiiSignature()),    # to the MAC: what came in
@@ -70,14 +88,20 @@ class RgmiiAdapter(wiring.Component):
             m.d.comb += ClockSignal("rgmii_rx").eq(self.rx_clk)
             self._behavioural_ddr(m, tx_d, tx_ctl, tx_clk, rx_d, rx_ctl)
         else:
-            pins = self._pins
-            m.submodules.rx_clk_buf = rx_clk_buf = io.Buffer("i", pins.rx_clk)
+            pin = self._pin
+            m.submodules.rx_clk_buf = rx_clk_buf = io.Buffer("i", pin("rx_clk"))
             m.d.comb += ClockSignal("rgmii_rx").eq(rx_clk_buf.i)
-            for name, port, pair in (("txd", pins.txd, tx_d), ("tx_ctl", pins.tx_ctl, tx_ctl),
-                                     ("tx_clk", pins.tx_clk, tx_clk)):
-                buf = m.submodules[f"{name}_ddr"] = io.DDRBuffer("o", port, o_domain="sync")
+            if platform is not None:
+                # On the pin (FREQUENCY PORT): a net name inside the design may not survive synthesis.
+                port = getattr(pin("rx_clk"), "io", None)
+                platform.add_clock_constraint(port if isinstance(port, IOPort) else rx_clk_buf.i,
+                                              self.rx_clk_hz)
+            for name, pair, domain in (("txd", tx_d, "sync"), ("tx_ctl", tx_ctl, "sync"),
+                                       ("tx_clk", tx_clk, self.tx_clk_domain)):
+                buf = m.submodules[f"{name}_ddr"] = io.DDRBuffer("o", pin(name), o_domain=domain)
                 m.d.comb += [buf.o[0].eq(pair[0]), buf.o[1].eq(pair[1])]
-            for name, port, pair in (("rxd", pins.rxd, rx_d), ("rx_ctl", pins.rx_ctl, rx_ctl)):
+            for name, pair in (("rxd", rx_d), ("rx_ctl", rx_ctl)):
+                port = pin(name)
                 buf = m.submodules[f"{name}_ddr"] = io.DDRBuffer("i", port, i_domain="rgmii_rx")
                 m.d.comb += [pair[0].eq(buf.i[0]), pair[1].eq(buf.i[1])]
 
@@ -89,11 +113,9 @@ class RgmiiAdapter(wiring.Component):
         ]
 
         # Receive: a byte is the rising-edge sample (low nibble, DV) and the falling-edge sample after it,
-        # which io.DDRBuffer presents as i[1] one cycle later.
-        low, dv = Signal(4), Signal()
-        m.d.rgmii_rx += [low.eq(rx_d[0]), dv.eq(rx_ctl[0])]
-        byte, er = Signal(8), Signal()
-        m.d.comb += [byte.eq(rx_d[1] << 4 | low), er.eq(dv ^ rx_ctl[1])]
+        # which io.DDRBuffer presents together as i[0] and i[1].
+        dv, byte, er = Signal(), Signal(8), Signal()
+        m.d.comb += [dv.eq(rx_ctl[0]), byte.eq(rx_d[1] << 4 | rx_d[0]), er.eq(rx_ctl[0] ^ rx_ctl[1])]
 
         # Elastic buffer: entries are (end, er, byte); `end` marks the first idle cycle after a frame.
         m.submodules.rx_buffer = buf = fifo.AsyncFIFO(width=10, depth=RX_BUFFER_DEPTH,
@@ -133,8 +155,18 @@ class RgmiiAdapter(wiring.Component):
                              self.gmii_rx.er.eq(buf.r_data[8])]
         return m
 
+    def _pin(self, name):
+        pins = self._pins
+        if hasattr(pins, name):
+            return getattr(pins, name)
+        if name in self.PIN_ALIASES and hasattr(pins, self.PIN_ALIASES[name]):
+            return getattr(pins, self.PIN_ALIASES[name])
+        raise AttributeError(f"the RGMII pins have no {name!r}"
+                             + (f" or {self.PIN_ALIASES[name]!r}" if name in self.PIN_ALIASES else ""))
+
     def _behavioural_ddr(self, m, tx_d, tx_ctl, tx_clk, rx_d, rx_ctl):
-        """DDR registers for simulation, with io.DDRBuffer's pairing and a latency of one cycle."""
+        """DDR registers for simulation, with io.DDRBuffer's pairing and a latency of one cycle (as the
+        ECP5's ODDRX1F/IDDRX1F)."""
         m.domains.sync_fall = ClockDomain(clk_edge="neg", reset_less=True)
         m.domains.rgmii_rx_fall = ClockDomain(clk_edge="neg", reset_less=True)
         m.d.comb += [ClockSignal("sync_fall").eq(ClockSignal("sync")),
@@ -145,6 +177,9 @@ class RgmiiAdapter(wiring.Component):
             m.d.sync_fall += fall.eq(second)
             m.d.comb += pin.eq(Mux(ClockSignal("sync"), rise, fall))
         for pair, pin, width in ((rx_d, self.rxd, 4), (rx_ctl, self.rx_ctl, 1)):
-            fall = Signal(width)
+            # IDDRX1F: sample at the rising and at the following falling edge, present both at the next
+            # rising edge.
+            rise, fall = Signal(width), Signal(width)
+            m.d.rgmii_rx += rise.eq(pin)
             m.d.rgmii_rx_fall += fall.eq(pin)
-            m.d.rgmii_rx += [pair[0].eq(pin), pair[1].eq(fall)]
+            m.d.rgmii_rx += [pair[0].eq(rise), pair[1].eq(fall)]

@@ -7,6 +7,11 @@
 - Transmit: GMII frames with random gaps go in; `cocotbext.eth.RgmiiSink` decodes the pins. The sink is
   clocked 2 ns after the adapter's tx_clk, as an RGMII-ID PHY samples (its internal TX clock delay).
 - Loopback: received GMII bytes are fed straight back into transmit, across the clock boundary.
+
+The adapter's behavioural DDR registers follow the ECP5's IDDRX1F/ODDRX1F (and `io.DDRBuffer`): a received
+byte is the rising-edge sample with the falling-edge sample after it. `RgmiiSource` drives centre-aligned
+data (each nibble changes at the opposite clock edge), as the ECPIX-5's PHY does with its internal receive
+clock delay, so a pairing off by half a clock fails every receive test here.
 """
 
 import json

@@ -1,10 +1,11 @@
 """Board tops, their configurations and the bitstream/programming plumbing.
 
 Fast checks (no FPGA tools): every board's top elaborates with its amaranth-boards platform into a build plan
-whose constraints put the UART and the clock on the board's pins; configurations fit their parts; the report
-parsers and the openFPGALoader error handling behave. The iCE40 SPRAM form of BusMemory is checked against
-Yosys's own simulation model of SB_SPRAM256KA in Verilator. One real build (iCEBreaker, ~25 s warm) is
-marked slow.
+whose constraints put the UART and the clock on the board's pins (and, on the ECPIX-5, the RGMII PHY's);
+the PLL's dividers and phases; configurations fit their parts; the report parsers, the timing check, the
+all-boards build loop and the openFPGALoader error handling behave. The iCE40 SPRAM form of BusMemory is
+checked against Yosys's own simulation model of SB_SPRAM256KA in Verilator. Yosys synthesis of every board
+(no place and route) runs in CI; one real build (iCEBreaker, ~25 s warm) is marked slow.
 """
 
 import json
@@ -16,14 +17,16 @@ from pathlib import Path
 
 import pytest
 from amaranth.back import verilog
+from amaranth.hdl import Fragment
 from amaranth_boards.icebreaker import ICEBreakerPlatform
 
 from tensornic.boards import RELIABLE_CYCLES_PER_BIT, UartSocTop
 from tensornic.boards import build as board_build
-from tensornic.boards.clocks import PllError, plan_ecp5_pll
-from tensornic.boards.build import (BOARDS, BoardNotFound, ProgrammerError, TimingError, check_timing,
-                                    describe_critical_path, get_board, parse_fmax, parse_resources, prepare,
-                                    program)
+from tensornic.boards.clocks import Ecp5Pll, PllError, phase_setting, plan_ecp5_pll
+from tensornic.boards.build import (BOARDS, BoardNotFound, BuildFailures, ProgrammerError, TimingError,
+                                    check_timing, describe_contents, describe_critical_path, get_board,
+                                    parse_fmax, parse_resources, prepare, program)
+from tensornic.boards.ecpix5 import GMII_HZ
 from tensornic.rtl.bus import SPRAM_DEPTH, BusMemory, uses_ice40_spram
 from tensornic.rtl.memory_map import SocConfig, soc_memory_map
 from tensornic.rtl.uart import baud_for, divisor_for
@@ -77,6 +80,33 @@ def test_pll_planner_meets_frequencies_exactly_within_limits():
         plan_ecp5_pll(100, [47.1, 125])
     with pytest.raises(PllError, match="1 to 4 outputs"):
         plan_ecp5_pll(100, [])
+
+
+def test_pll_phase_in_vco_eighths():
+    # 125 MHz from a 750 MHz VCO (divider 6): 90° is 2 ns = 1.5 VCO cycles = CPHASE +1, FPHASE 4.
+    assert phase_setting(750, 6, 90) == (1, 4, 2.0)
+    assert phase_setting(750, 6, 0) == (0, 0, 0.0)
+    with pytest.raises(PllError, match="outside"):
+        phase_setting(750, 6, 360)
+    pll = Ecp5Pll("osc", 100e6, {"sync": 125e6, "txc": 125e6}, {"txc": 90})
+    assert pll.plan.vco_mhz == 750 and pll.delay_ns("txc") == 2.0 and pll.delay_ns("sync") == 0
+    Fragment.get(pll, None)                               # elaborates (and is not an unused design)
+    with pytest.raises(PllError, match="CLKOP"):
+        Ecp5Pll("osc", 100e6, {"sync": 125e6}, {"sync": 90})
+    with pytest.raises(PllError, match="not among"):
+        Ecp5Pll("osc", 100e6, {"sync": 125e6}, {"other": 90})
+
+
+def test_board_contents():
+    """Each board carries what the issue asks of it: ECPIX-5 engine and NIC on RGMII at the GMII clock,
+    ULX3S the engine and the NIC in loopback, iCEBreaker the host link (and whatever array fits)."""
+    ecpix5, ulx3s = get_board("ecpix5"), get_board("ulx3s")
+    assert ecpix5.config.has_engine and ecpix5.config.has_nic and ecpix5.config.clock_hz == GMII_HZ
+    assert "RGMII" in describe_contents(ecpix5)[-1]
+    assert ulx3s.config.has_engine and ulx3s.config.has_nic
+    assert "looped back" in describe_contents(ulx3s)[-1]
+    # ULX3S: one MULT18X18D per MAC, and the LFE5U-85F has 156.
+    assert ulx3s.config.engine_rows * ulx3s.config.engine_cols <= 156
 
 
 def test_fit_check_names_resource_and_excess():
@@ -158,6 +188,29 @@ def test_plan_wires_the_soc(extracted_plan):
         assert len(re.findall(r"cell \\MULT18X18D ", rtlil)) >= cfg.engine_rows * cfg.engine_cols
 
 
+def test_plan_attaches_the_nic(extracted_plan):
+    name, out = extracted_plan
+    cfg = get_board(name).config
+    rtlil = (out / "top.il").read_text()
+    oddr, iddr = len(re.findall(r"cell \\ODDRX1F ", rtlil)), len(re.findall(r"cell \\IDDRX1F ", rtlil))
+    if name == "ecpix5":
+        # RGMII: TXD×4, TX_CTL, TX_CLK out; RXD×4, RX_CTL in; the PHY's clock is constrained; the transmit
+        # clock comes from the PLL's second output, 90° late (CPHASE one more than zero phase, FPHASE 4).
+        assert (oddr, iddr) == (6, 5)
+        lpf = (out / "top.lpf").read_text()
+        for pin, site in (("tx_clk", "A12"), ("tx_ctrl", "C9"), ("rx_clk", "E11"), ("rx_ctrl", "A11"),
+                          ("tx_data__io[0]", "D8"), ("rx_data__io[3]", "A9"), ("rst", "C13")):
+            assert re.search(rf'LOCATE COMP "eth_rgmii_0__{re.escape(pin)}(__io)?" SITE "{site}";', lpf), pin
+        assert 'FREQUENCY PORT "eth_rgmii_0__rx_clk__io" 125000000.0 HZ;' in lpf
+        assert 'FREQUENCY NET "pll.pll_rgmii_txc_clk" 125000000.0 HZ;' in lpf
+        assert re.search(r"parameter \\CLKOS_CPHASE 6\n\s*parameter \\CLKOS_FPHASE 4\n", rtlil)
+    else:
+        assert (oddr, iddr) == (0, 0)
+    if cfg.has_nic and name != "ecpix5":
+        # Loopback: the SoC's GMII receive port is driven from its own transmit port.
+        assert "connect \\nic_gmii_tx__data \\nic_gmii_rx__data [7:0]" in rtlil
+
+
 def test_plan_runs_the_expected_tools(extracted_plan):
     name, out = extracted_plan
     commands = json.loads((out / "build_top.json").read_text())["commands"]
@@ -203,10 +256,30 @@ def test_report_parsers():
 
 def test_timing_failure_names_clock_and_path():
     with pytest.raises(TimingError, match=r"icebreaker: clock cd_sync.clk reaches 9.50 MHz, below its "
-                                          r"12.00 MHz target(.|\n)*soc.bridge.header\[3\]") as info:
+                                          r"12.00 MHz target by 2.50 MHz \(20.8 %; the critical path is "
+                                          r"21.93 ns longer than the 83.33 ns period\)"
+                                          r"(.|\n)*soc.bridge.header\[3\]") as info:
         check_timing("icebreaker", parse_fmax(FAKE_REPORT), FAKE_REPORT)
     assert info.value.fmax_mhz == {"cd_sync.clk": (9.5, 12.0)}
     check_timing("icebreaker", {"cd_sync.clk": (24.7, 12.0)}, FAKE_REPORT)   # met: no error
+
+
+def test_build_all_reports_every_failure(monkeypatch):
+    def fake_build(name, progress=None, **_):
+        if name == "ulx3s":
+            raise TimingError("ulx3s: clock sync reaches 50.00 MHz, below its 60.00 MHz target")
+        return {"board": name}
+
+    monkeypatch.setattr(board_build, "build_bitstream", fake_build)
+    lines = []
+    with pytest.raises(BuildFailures, match=r"1 of 3 board builds failed \(ulx3s\)(.|\n)*60.00 MHz") as info:
+        board_build.build_all(progress=lines.append)
+    assert set(info.value.results) == {"ecpix5", "icebreaker"}
+    assert isinstance(info.value.failures["ulx3s"], TimingError)
+    assert any("ulx3s: FAILED" in line for line in lines)
+    assert set(board_build.build_all(["ecpix5", "icebreaker"])) == {"ecpix5", "icebreaker"}
+    with pytest.raises(ValueError, match="known boards"):
+        board_build.build_all(["ecpix5", "nexys"])
 
 
 def _fake_loader(tmp_path, monkeypatch, stdout, status):
