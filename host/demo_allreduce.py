@@ -9,11 +9,12 @@ __all__ = ["demo_allreduce", "DEMO_NODES", "DEMO_LENGTH"]
 
 DEMO_NODES = 4
 DEMO_LENGTH = 8000            # elements per rank (not a multiple of n·k: the NIC pads and unpads)
-WIRE_OVERHEAD = 66            # per frame: preamble/SFD, Ethernet, IPv4, UDP, FCS, gap
 
 
 def _wire_bytes(stats, eth):
-    return stats["bytes_sent"] + WIRE_OVERHEAD * eth
+    """UDP payload bytes plus each frame's preamble/SFD, Ethernet, IPv4, UDP, FCS and gap."""
+    from .scaling_model import PER_FRAME_OVERHEAD
+    return stats["bytes_sent"] + PER_FRAME_OVERHEAD * eth
 
 
 def demo_allreduce(console, nodes: int = DEMO_NODES, length: int = DEMO_LENGTH, vector_words: int = 8192):
