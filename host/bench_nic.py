@@ -22,11 +22,12 @@ import tempfile
 from pathlib import Path
 
 from .bench import Result
+from .scaling_model import framing_efficiency
 
 __all__ = ["bench_nic", "ring_bound_cycles", "measure", "calibration_runs"]
 
 COMMAND = "python -m tensornic.bench_nic"
-ETA = 1472 / (1472 + 66)
+ETA = framing_efficiency(1472)   # 1472 / (1472 + 66)
 LATENCY = 200                    # switch model latency in cycles (1.6 µs: PHYs, cables, one switch hop)
 FABRIC_NODES = 8
 WINDOW = 16
