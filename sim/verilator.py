@@ -180,8 +180,11 @@ def run_cocotb(make_component, *, name: str, test_module: str, params: dict | No
             runner.build(sources=[source], hdl_toplevel=name, build_dir=build_dir,
                          build_args=build_args, timescale=timescale, waves=waves)
 
+        # The binary links cocotb's VPI library by its absolute path: another virtualenv (a CI clone
+        # since deleted) means a rebuild, not "cannot open shared object file".
+        from cocotb_tools.config import libs_dir
         cached_build(build_dir, [source.read_text(), build_args, verilator_version(), timescale,
-                                 sys.version], build)
+                                 sys.version, libs_dir], build)
 
     run_dir = build_dir / f"run-{os.getpid()}-{next(_run_numbers)}"
     run_dir.mkdir(parents=True, exist_ok=True)
