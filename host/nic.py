@@ -140,6 +140,21 @@ def _go(dev):
     dev.write_reg("nic.control", 1)
 
 
+#: Cycles between reading the clock and the timed start, per node armed: room for the register writes
+#: (the simulated cluster runs at full speed once one node is armed).
+START_MARGIN_CYCLES = 25_000
+
+
+def _go_together(devs):
+    """Start every node on the same cycle (nodes that share one clock, as in the simulated cluster): set
+    `start_at` a margin ahead of the cycle counter and arm them all."""
+    at = (devs[0].read_reg("cycles_lo") + START_MARGIN_CYCLES * (len(devs) + 1)) & 0xFFFF_FFFF
+    for dev in devs:
+        dev.write_reg("nic.start_at", at)
+    for dev in devs:
+        dev.write_reg("nic.control", 2)
+
+
 def _wait(dev, deadline):
     while True:
         status = dev.read_reg("nic.status")
@@ -171,11 +186,14 @@ def eth_counters(dev) -> dict:
 
 
 def allreduce_collective(devs, xs, *, rs_codec="fp32", ag_codec="fp32", slice_frames=None, timeout=60.0,
-                         configure_ring=True):
+                         configure_ring=True, shared_clock=False):
     """One all-reduce over `devs` (device i holds rank i) driven from this process.
 
     Returns (results, stats): every node's float32 result and, per node, the NIC counters summed over
-    the pieces plus `cycles` (sum of the pieces' operation cycles) and `pieces`."""
+    the pieces plus `cycles` (sum of the pieces' operation cycles) and `pieces`. With `shared_clock`
+    (the nodes' cycle counters are one clock, as in the simulated cluster) every piece starts on the same
+    cycle on every node (`nic.start_at`); `start_skew` is then the largest difference between the
+    nodes' start cycles over the pieces (0 unless the arming took longer than the margin)."""
     devs = list(devs)
     n = len(devs)
     if len(xs) != n:
@@ -201,18 +219,27 @@ def allreduce_collective(devs, xs, *, rs_codec="fp32", ag_codec="fp32", slice_fr
     for rank, x in enumerate(xs):
         padded[rank, :length] = x
     results = np.empty((n, full.padded), np.float32)
-    stats = [dict(cycles=0, pieces=0) for _ in range(n)]
+    stats = [dict(cycles=0, pieces=0, start_skew=0) for _ in range(n)]
     for start, size in _pieces(full.chunk, n, k, p["vector_words"]):
         sub = nf.plan(n * size, n, rs, ag, mx_block=k, max_payload=p["max_payload"], slice_frames=slices)
         index = np.concatenate([np.arange(c * full.chunk + start, c * full.chunk + start + size) for c in range(n)])
         job = _next_job(devs)
         for rank, dev in enumerate(devs):
             _load(dev, padded[rank, index], sub, rs, ag, job)
-        for dev in devs:
-            _go(dev)
+        if shared_clock:
+            _go_together(devs)
+        else:
+            for dev in devs:
+                _go(dev)
         deadline = time.monotonic() + timeout
         for rank, dev in enumerate(devs):
             _wait(dev, deadline)
+        if shared_clock:
+            starts = [dev.read_reg("nic.start_cycle") for dev in devs]
+            skew = max((s - starts[0] + 2**31) % 2**32 - 2**31 for s in starts) - min(
+                (s - starts[0] + 2**31) % 2**32 - 2**31 for s in starts)
+            for rank in range(n):
+                stats[rank]["start_skew"] = max(stats[rank]["start_skew"], skew)
         for rank, dev in enumerate(devs):
             raw = dev.read(p["vector_base"], n * size * WORD)
             results[rank, index] = np.frombuffer(raw, "<f4")

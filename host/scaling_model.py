@@ -32,7 +32,7 @@ import numpy as np
 
 from .errors import TensornicError
 from .rtl.format_constants import MX_BLOCK_SIZES, MX_DEFAULT_BLOCK, mx_block_bytes
-from .rtl.nic_format import HEADER_BYTES
+from .rtl.nic_format import HEADER_BYTES, frame_layout
 
 __all__ = [
     "ScalingModelError", "NicParams", "LINKS", "AllreduceEstimate", "allreduce_time", "ring_lower_bound",
@@ -121,6 +121,7 @@ class NicParams:
     header_bytes: int = HEADER_BYTES        # H: the tensornic header (24 bytes)
     slice_frames: int | None = 4            # F: frames per slice (None: the whole chunk is one slice)
     frame_buffers: int = 2                  # times a datagram is buffered whole on a hop (UDP out, FCS in)
+    switch_hops: int = 0                    # store-and-forward switches on a hop (each: whole frame, L, resend)
     frames_per_ack: int = 4                 # one acknowledgement frame per this many data frames (0: none)
     window_frames: int | None = 16          # frames sent ahead of the oldest unacknowledged one (None: no limit)
     acks_share_link: bool = True            # acks leave on the same port as data (one port per node)
@@ -149,6 +150,8 @@ class NicParams:
             raise ScalingModelError(f"slice_frames must be a positive integer or None, not {self.slice_frames!r}")
         if isinstance(self.frame_buffers, bool) or not isinstance(self.frame_buffers, int) or self.frame_buffers < 0:
             raise ScalingModelError(f"frame_buffers must be an integer ≥ 0, not {self.frame_buffers!r}")
+        if isinstance(self.switch_hops, bool) or not isinstance(self.switch_hops, int) or self.switch_hops < 0:
+            raise ScalingModelError(f"switch_hops must be an integer ≥ 0, not {self.switch_hops!r}")
         if self.window_frames is not None and (isinstance(self.window_frames, bool)
                                                or not isinstance(self.window_frames, int) or self.window_frames < 1):
             raise ScalingModelError(f"window_frames must be a positive integer or None, not {self.window_frames!r}")
@@ -278,6 +281,18 @@ def _check_n_size(n, size_bytes):
                                 f"of 4), not {size_bytes!r}")
 
 
+def _layout(chunk, rs_codec, ag_codec, p: NicParams, whole=False):
+    """(P, F) as rtl/nic_format.plan sets them (`frame_layout`: full slices of equal frames); one slice of
+    the largest frames per chunk when `whole` or `slice_frames` is None."""
+    most = p.frame_elements(rs_codec, ag_codec)
+    if whole or p.slice_frames is None:
+        return most, max(1, -(-chunk // most))
+    mx = any(c in ("mxint8", "mxint8-trunc") for c in (rs_codec, ag_codec))
+    unit = p.mx_block if mx else 1
+    unit_bytes = max(payload_bytes(unit, c, p.mx_block) for c in (rs_codec, ag_codec))
+    return frame_layout(chunk, most, unit, unit_bytes, p.slice_frames)
+
+
 def _frame_cost(elements, codec, p: NicParams):
     """(cycles, what limits them, wire byte times) of one frame of `elements` values in `codec`: the
     slowest of the link (frame and ack share), the adder lanes and the host link."""
@@ -322,10 +337,9 @@ def _ring_terms(n, size_bytes, rs_codec, ag_codec, p: NicParams) -> _RingTerms:
     elements = size_bytes // 4
     unit = n * p.mx_block                       # docs/allreduce.md: padded to a multiple of n·k
     chunk = -(-elements // unit) * unit // n
-    frame = p.frame_elements(rs_codec, ag_codec)
+    frame, per_slice = _layout(chunk, rs_codec, ag_codec, p, whole=p.forward == "chunk")
     full, rest = divmod(chunk, frame)
     count_frames = full + (1 if rest else 0)
-    per_slice = count_frames if p.slice_frames is None or p.forward == "chunk" else p.slice_frames
     slices = -(-count_frames // per_slice)
     # every slice is F full frames but the last, which may be shorter and end with the partial frame
     last_len = count_frames - per_slice * (slices - 1)
@@ -395,10 +409,9 @@ class _Schedule:
         elements = size_bytes // 4
         unit = n * p.mx_block                   # docs/allreduce.md: padded to a multiple of n·k
         chunk = -(-elements // unit) * unit // n
-        frame = p.frame_elements(rs_codec, ag_codec)
+        frame, per_slice = _layout(chunk, rs_codec, ag_codec, p)
         full, rest = divmod(chunk, frame)
         sizes = [frame] * full + ([rest] if rest else [])
-        per_slice = len(sizes) if p.slice_frames is None else p.slice_frames
         self.slices = [sizes[i:i + per_slice] for i in range(0, len(sizes), per_slice)]
         self.codecs = [rs_codec] * (n - 1) + [ag_codec] * (n - 1)
         bpc = p.link_bytes_per_cycle
@@ -413,7 +426,7 @@ class _Schedule:
             return send, wire, max(nbytes / bpc, arith)
 
         self.costs = {(e, c, s == 0): times(e, c, s) for e in set(sizes) for s, c in enumerate(self.codecs)}
-        self.ack_trip = (2 * p.header_bytes + frame_wire_bytes(0, p.header_bytes)) / bpc
+        self.ack_trip = (2 * p.header_bytes + (1 + p.switch_hops) * frame_wire_bytes(0, p.header_bytes)) / bpc
         self.frames = len(sizes) * len(self.codecs)
 
     def cycles(self, pipe, skip=True):
@@ -431,7 +444,8 @@ class _Schedule:
         window = p.window_frames if k else None
         steps = len(self.codecs)
         total = sum(len(f) for f in self.slices) * steps
-        state = {"send": 0.0 * pipe, "wire": 0.0 * pipe, "take": 0.0 * pipe, "q": 0, "base": 0}
+        state = {"send": 0.0 * pipe, "wire": 0.0 * pipe, "take": 0.0 * pipe, "q": 0, "base": 0,
+                 "switch": [0.0 * pipe] * p.switch_hops}
         taken = []                              # receive end of frames base, base+1, …
 
         def acked(j):                           # when the ACK covering frame j is back at its sender
@@ -440,6 +454,7 @@ class _Schedule:
 
         def run(frames):
             send_end, wire_end, take_end, q = state["send"], state["wire"], state["take"], state["q"]
+            switch = list(state["switch"])
             for step, codec in enumerate(self.codecs):
                 for e in frames:
                     send, wire, take = self.costs[(e, codec, step == 0)]
@@ -450,12 +465,17 @@ class _Schedule:
                         start = mx(start, acked(q - window))
                     send_end = start + send
                     wire_end = mx(mx(wire_end, send_end if p.frame_buffers else start) + wire, send_end)
-                    arrived = wire_end + latency
+                    arrived = wire_end
+                    for hop in range(p.switch_hops):     # stored whole, held L, sent on at the link rate
+                        switch[hop] = mx(switch[hop], arrived + latency) + wire
+                        arrived = switch[hop]
+                    if not p.switch_hops:
+                        arrived = wire_end + latency
                     take_end = (mx(take_end, arrived) + take if p.frame_buffers >= 2
                                 else mx(take_end + take, arrived))
                     taken.append(take_end)
                     q += 1
-            state.update(send=send_end, wire=wire_end, take=take_end, q=q)
+            state.update(send=send_end, wire=wire_end, take=take_end, q=q, switch=switch)
 
         full, last = self.slices[:-1], self.slices[-1]
         if full:
@@ -469,7 +489,7 @@ class _Schedule:
                 done += 1
                 if done % block:
                     continue
-                marks.append(np.array([state["send"], state["wire"], state["take"]], dtype=float))
+                marks.append(np.array([state["send"], state["wire"], state["take"], *state["switch"]], dtype=float))
                 remaining = (len(full) - done) // block
                 if skip and len(marks) >= 4 and remaining:
                     d = [marks[-i] - marks[-i - 1] for i in (1, 2, 3)]
@@ -481,7 +501,7 @@ class _Schedule:
                         state["base"] = state["q"] - len(tail)
                         taken[:] = tail
                         state.update(send=state["send"] + shift, wire=state["wire"] + shift,
-                                     take=state["take"] + shift)
+                                     take=state["take"] + shift, switch=[t + shift for t in state["switch"]])
                         done += remaining * block
                         marks.clear()
         run(last)

@@ -23,7 +23,7 @@ from .format_constants import MX_BLOCK_SIZES, MX_DEFAULT_BLOCK
 __all__ = [
     "MAGIC", "VERSION", "HEADER_LAYOUT", "HEADER_BYTES", "Kind", "Codec", "Status", "ErrorCode",
     "CODEC_NAMES", "codec_from_name", "payload_bytes", "pack_header", "unpack_header", "FrameSlot",
-    "RingPlan", "plan", "ProtocolError", "DEFAULT_MAX_PAYLOAD", "UDP_IP_ETH_OVERHEAD", "NIC_REGISTERS",
+    "RingPlan", "plan", "frame_layout", "MIN_FRAME_DATA", "ProtocolError", "DEFAULT_MAX_PAYLOAD", "UDP_IP_ETH_OVERHEAD", "NIC_REGISTERS",
     "ETH_COUNTER_REGISTERS", "DEFAULT_UDP_PORT", "default_mac", "default_ip",
 ]
 
@@ -206,8 +206,8 @@ def plan(length: int, world: int, rs_codec="fp32", ag_codec="fp32", *, mx_block:
          max_payload: int = DEFAULT_MAX_PAYLOAD, slice_frames: int = 4) -> RingPlan:
     """The frame sizes for an all-reduce of `length` elements per rank over `world` ranks: the largest
     frame whose payload (in the wider of the two codecs) fits `max_payload` bytes after the header,
-    a multiple of `mx_block` when either codec is MXINT8; slices of at most `slice_frames` frames, as
-    even as possible."""
+    a multiple of `mx_block` when either codec is MXINT8, or smaller so that every slice of at most
+    `slice_frames` frames is full (`frame_layout`)."""
     if isinstance(world, bool) or not isinstance(world, int) or world < 2:
         raise ProtocolError(f"a ring needs at least 2 ranks, not {world!r}")
     if world > 255:
@@ -226,12 +226,36 @@ def plan(length: int, world: int, rs_codec="fp32", ag_codec="fp32", *, mx_block:
         raise ProtocolError(f"max_payload {max_payload} leaves no room for one element after the header")
     padded = -(-length // (world * mx_block)) * world * mx_block
     chunk = padded // world
-    # Balance the slices (12 frames at F = 5: 4 + 4 + 4, not 5 + 5 + 2): a short last slice cannot cover
-    # the per-hop latency and would stall every step of it.
-    frames = -(-chunk // frame)
-    slices = -(-frames // slice_frames)
-    slice_frames = -(-frames // slices)
+    unit_bytes = max(_bytes_per_unit(c, unit, mx_block) for c in (rs, ag))
+    frame, slice_frames = frame_layout(chunk, frame, unit, unit_bytes, slice_frames)
     return RingPlan(world, length, padded, chunk, frame, slice_frames, rs, ag, mx_block)
+
+
+#: Frames carry at least this many payload bytes when the chunk is cut finer than its largest frames
+#: (below it a frame's fixed cost, about 90 byte times of headers, framing and gap, dominates).
+MIN_FRAME_DATA = 256
+
+
+def frame_layout(chunk: int, most: int, unit: int, unit_bytes: int, slice_frames: int) -> tuple:
+    """(P, F): elements per frame and frames per slice for a chunk of `chunk` elements, frames of at most
+    `most` elements (a multiple of `unit`, `unit_bytes` bytes per unit on the wire in the wider codec) and
+    slices of at most `slice_frames` frames.
+
+    Every slice is filled: the chunk is cut into slices × F frames of equal size rather than into
+    frames as large as possible (23 full-size frames at F = 5 become 25 slightly smaller ones, not
+    5 + 5 + 5 + 5 + 3), because a step of a slice takes F frame times while a frame needs about four
+    frame times plus the switch to reach the next node's engine: a short slice stalls every step of it.
+    Smaller frames also shorten that trip. Frames stay above MIN_FRAME_DATA bytes."""
+    units = -(-chunk // unit)
+    most_units = most // unit
+    frames = -(-units // most_units)
+    slices = -(-frames // slice_frames)
+    least = -(-MIN_FRAME_DATA // unit_bytes)            # units in the smallest frame worth sending
+    target = max(frames, min(slices * slice_frames, units // least))
+    per = -(-units // target)
+    frames = -(-units // per)
+    slices = -(-frames // slice_frames)
+    return per * unit, -(-frames // slices)
 
 
 def _bytes_per_unit(codec, unit, mx_block):
@@ -255,7 +279,9 @@ NIC_REGISTERS = (
     ("rto", "rw", "Cycles without an acknowledgement before going back to the oldest unacknowledged frame."),
     ("ack_every", "rw", "Accepted frames per acknowledgement (1 … 255)."),
     ("ack_delay", "rw", "Cycles an accepted frame may wait for its acknowledgement."),
-    ("control", "rw", "Write 1: start an operation with the registers above."),
+    ("control", "rw", "Write 1: start an operation with the registers above; write 2: start it when the cycle "
+                      "counter reaches `start_at` (at once if that is past; status reads busy while armed); write 0: "
+                      "disarm."),
     ("status", "ro", "0 idle, 1 busy, 2 done, 3 error."),
     ("error", "ro", "ErrorCode of the last operation (0 none, 1 timeout, 2 bad configuration)."),
     ("frames_sent", "ro", "DATA frames sent in the last operation, retransmissions included."),
@@ -290,6 +316,9 @@ NIC_REGISTERS = (
     ("eth_overflows", "ro", "Good datagrams dropped because the receive buffer was full."),
     ("eth_rx_errors", "ro", "Frames received with RX_ER."),
     ("eth_tx_dropped", "ro", "Datagrams from the ring engine whose length did not match (a bug if non-zero)."),
+    # Timed start: nodes that share a clock (the simulated cluster) start on the same cycle.
+    ("start_at", "rw", "Cycle (low 32 bits of the SoC's cycle counter) at which an armed operation starts."),
+    ("start_cycle", "ro", "Low 32 bits of the cycle counter when the last operation started."),
 )
 
 #: The UDP endpoint counter behind each eth_* register.

@@ -7,13 +7,13 @@ endpoint is given that neighbour's MAC, IPv4 address and UDP port from the regis
 from either neighbour go to the engine, which tells DATA from ACK by the tensornic header.
 """
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out, connect
 
 from .bus import BusSignature, RegisterBank
 from .ethernet import GmiiSignature
-from .nic_format import ETH_COUNTER_REGISTERS
+from .nic_format import ETH_COUNTER_REGISTERS, Status
 from .ring_engine import RingEngine
 from .udp import UdpEndpoint
 
@@ -33,7 +33,8 @@ class NicCore(wiring.Component):
             "vector": In(BusSignature(addr_width)),
             "gmii_tx": Out(GmiiSignature()),
             "gmii_rx": In(GmiiSignature()),
-            "busy": Out(1),           # an operation runs, or a datagram waits to be sent
+            "busy": Out(1),           # an operation runs or is armed, or a datagram waits to be sent
+            "cycles": In(32),         # the SoC's cycle counter (low word), for the timed start
         })
 
     def elaborate(self, platform):
@@ -43,22 +44,36 @@ class NicCore(wiring.Component):
         m.submodules.bank = bank = RegisterBank(self.regs_region)
         connect(m, wiring.flipped(self.regs), bank.bus)
         # The bank updates `control` on the clock edge after its write strobe: start one cycle later.
+        # control = 2 arms the timed start: the operation starts on the first cycle whose counter is at
+        # or past `start_at` (modulo 2**32, within half the range), so a late arm starts at once.
         written = Signal()
         start = Signal()
+        armed = Signal()
+        due = Signal()
+        since = Signal(32)
         m.d.sync += written.eq(bank.control_written)
-        m.d.comb += start.eq(written & bank.control[0])
+        m.d.comb += [since.eq(self.cycles - bank.start_at), due.eq(~since[31])]
+        with m.If(written):
+            m.d.sync += armed.eq(bank.control[1] & ~bank.control[0])
+        with m.Elif(armed & due):
+            m.d.sync += armed.eq(0)
+        m.d.comb += start.eq((written & bank.control[0]) | (armed & due & ~written))
+        start_cycle = Signal(32)
+        with m.If(start):
+            m.d.sync += start_cycle.eq(self.cycles)
+        m.d.comb += bank.start_cycle.eq(start_cycle)
         for name in ("rank", "world", "job", "chunk", "frame", "frames_per_chunk", "slice_frames", "timeout",
                      "rto", "ack_every", "ack_delay"):
             m.d.comb += getattr(engine, name).eq(getattr(bank, name))
         m.d.comb += [engine.rs_codec.eq(bank.codecs[0:2]), engine.ag_codec.eq(bank.codecs[2:4]),
                      engine.start.eq(start),
-                     bank.status.eq(engine.status), bank.error.eq(engine.error),
+                     bank.status.eq(Mux(armed, Status.BUSY, engine.status)), bank.error.eq(engine.error),
                      bank.frames_sent.eq(engine.stats.frames_sent), bank.retransmits.eq(engine.stats.retransmits),
                      bank.frames_accepted.eq(engine.stats.frames_accepted),
                      bank.frames_dropped.eq(engine.stats.frames_dropped),
                      bank.acks_sent.eq(engine.stats.acks_sent), bank.op_cycles.eq(engine.stats.cycles),
                      bank.bytes_sent.eq(engine.stats.bytes_sent),
-                     self.busy.eq((engine.status == 1) | ~udp.tx_idle)]
+                     self.busy.eq((engine.status == 1) | armed | ~udp.tx_idle)]
         # Vector memory: the engine's host port has the timing of a BusMemory (data in the ack cycle).
         bus = self.vector
         ack = Signal()

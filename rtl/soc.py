@@ -127,6 +127,8 @@ class Soc(wiring.Component):
         with m.If(csr.cycles_lo_read):
             m.d.sync += cycles_hi.eq(cycles[32:])
 
+        if cfg.has_nic:
+            m.d.comb += nic.cycles.eq(cycles[:32])
         m.d.comb += [
             csr.cycles_lo.eq(cycles[:32]),
             csr.cycles_hi.eq(cycles_hi),

@@ -283,4 +283,5 @@ def run_allreduce(devs, xs, rs_codec="fp32", ag_codec="fp32", **options):
     """The all-reduce of `xs` (one float32 vector per device, device i = rank i) on a simulated cluster:
     returns (results, stats) with every node's result and per-node statistics (see host/nic.py)."""
     from ..nic import allreduce_collective
+    options.setdefault("shared_clock", True)      # one Verilator model: the nodes' counters are one clock
     return allreduce_collective(devs, xs, rs_codec=rs_codec, ag_codec=ag_codec, **options)

@@ -50,6 +50,28 @@ def test_plan_and_schedule():
     assert nf.payload_bytes(64, nf.Codec.MXINT8, 32) == 66
 
 
+@pytest.mark.parametrize("length,world,codec", [(32512, 4, "fp32"), (32512, 4, "mxint8"), (32512, 4, "bf16"),
+                                                (8192, 5, "fp32"), (2048, 8, "fp32"), (100, 2, "fp32"),
+                                                (130816, 4, "fp32"), (77, 3, "mxint8")])
+def test_plan_fills_slices(length, world, codec):
+    """Slices are full (a short slice stalls every step of it): the chunk is cut into equal frames,
+    slices × F of them, no larger than the largest frame and no smaller than MIN_FRAME_DATA bytes
+    unless the chunk is."""
+    plan = nf.plan(length, world, codec, codec, slice_frames=5)
+    unit = plan.mx_block if codec == "mxint8" else 1
+    unit_bytes = nf.payload_bytes(unit, nf.codec_from_name(codec), plan.mx_block)
+    largest = (nf.DEFAULT_MAX_PAYLOAD - nf.HEADER_BYTES) // unit_bytes * unit
+    assert plan.frame % unit == 0 and plan.frame <= largest and plan.slice_frames <= 5
+    frames = plan.frames_per_chunk
+    assert frames >= -(-plan.chunk // largest)
+    slices = -(-frames // plan.slice_frames)
+    if frames >= 5:      # whole slices but possibly the last, short by less than one frame's worth
+        assert frames > (slices - 1) * plan.slice_frames + plan.slice_frames - 1 - (plan.chunk % plan.frame == 0)
+    if frames > 1:
+        assert plan.frame // unit * unit_bytes >= nf.MIN_FRAME_DATA
+    assert nf.plan(32512, 4, codec, codec, slice_frames=5).frames_per_chunk % 5 == 0
+
+
 # --- stream helpers ----------------------------------------------------------------------------------------
 
 async def send(ctx, stream, items, rng, idle=0.3):
@@ -217,7 +239,7 @@ def test_nic_core_registers():
     """Two NicCores (the SoC's NIC: register bank, vector memory, UDP endpoint) with their GMII ports
     crossed, driven by bus transactions as the host bridge drives them: bit-exact all-reduce, counters,
     status and the Ethernet counters."""
-    from amaranth.hdl import Module
+    from amaranth.hdl import Module, Signal
     from amaranth.lib import wiring
     from tensornic.rtl import memory_map as mm
     from tensornic.rtl.ring_nic import NicCore
@@ -233,6 +255,9 @@ def test_nic_core_registers():
         m.submodules[f"core{i}"] = core
     wiring.connect(m, cores[0].gmii_tx, cores[1].gmii_rx)
     wiring.connect(m, cores[1].gmii_tx, cores[0].gmii_rx)
+    cycles = Signal(32, init=0xFFFF_FF00)      # one clock for both, as in the simulated cluster; wraps
+    m.d.sync += cycles.eq(cycles + 1)
+    m.d.comb += [core.cycles.eq(cycles) for core in cores]
 
     xs = ring_vectors(2, 100, seed=11)
     want = emulator.allreduce(xs, "mxint8", "fp32")[0].view(np.uint32)
@@ -272,8 +297,16 @@ def test_nic_core_registers():
                 for name, value in (("mac_hi", 0x0274), ("mac_lo", 0x6E00_0000 + other),
                                     ("ip", 0x0A00_0001 + other), ("port", 4000 + other)):
                     await access(ctx, core.regs, index[prefix + name], value)
+        # Timed start: armed some hundred cycles apart, both start on the cycle `start_at` (past the
+        # counter's wrap), which the start_cycle registers show; busy while armed.
+        start_at = (ctx.get(cycles) + 600) & 0xFFFF_FFFF
         for core in cores:
-            await access(ctx, core.regs, index["control"], 1)
+            await access(ctx, core.regs, index["start_at"], start_at)
+        for core in cores:
+            await access(ctx, core.regs, index["control"], 2)
+            assert ctx.get(core.busy) and ctx.get(core.engine.status) == nf.Status.IDLE
+            assert await access(ctx, core.regs, index["status"]) == nf.Status.BUSY     # armed counts as busy
+            await ctx.tick().repeat(200)
         for _ in range(400):
             await ctx.tick().repeat(50)
             if all(ctx.get(core.engine.status) >= nf.Status.DONE for core in cores):
@@ -282,6 +315,7 @@ def test_nic_core_registers():
             assert await access(ctx, core.regs, index["status"]) == nf.Status.DONE
             assert await access(ctx, core.regs, index["frames_sent"]) == plan.frame_count
             assert await access(ctx, core.regs, index["bytes_sent"]) > 0
+            assert await access(ctx, core.regs, index["start_cycle"]) == start_at
             got = [await access(ctx, core.vector, addr) for addr in range(100)]
             assert got == want.tolist()
             received = await access(ctx, core.regs, index["eth_frames_received"])

@@ -61,13 +61,15 @@ def test_step_forwarding_is_the_textbook_formula():
     assert est.seconds == pytest.approx(bound + p.fixed_cycles / p.clock_hz, rel=1e-12)
 
 
-@pytest.mark.parametrize("buffers", [0, 1, 2])
-def test_small_messages_are_latency_bound(buffers):
-    p = ideal(link_latency_cycles=1000.0, frame_buffers=buffers)
+@pytest.mark.parametrize("buffers,switches", [(0, 0), (1, 0), (2, 0), (2, 1), (0, 2)])
+def test_small_messages_are_latency_bound(buffers, switches):
+    p = ideal(link_latency_cycles=1000.0, frame_buffers=buffers, switch_hops=switches)
     est = allreduce_time(8, 8 * 32 * 4, "fp32", params=p)      # one frame per step
     assert est.latency_cycles > est.bandwidth_cycles and est.bottleneck == "hop latency"
     frame, alpha = sm.frame_wire_bytes(32 * 4, p.header_bytes), p.hop_latency_cycles
     trip = frame + buffers * (p.header_bytes + 32 * 4)         # each whole-datagram buffering costs its bytes
+    # a store-and-forward switch resends it whole; the link latency is paid once per switch
+    trip += switches * frame + max(0, switches - 1) * p.link_latency_cycles
     assert est.ring_cycles == pytest.approx(14 * (trip + alpha))   # 2(n−1) hops, one after the other
 
 
@@ -126,13 +128,14 @@ def test_monotone_in_size_nodes_and_link_speed():
         times = [allreduce_time(4, s, codec, params=p).cycles for s in sizes]
         assert times == sorted(times) and len(set(times)) == len(times)
         # more nodes, more time; between neighbours the time can shrink a little when the chunk's last
-        # partial frame disappears (its overhead is paid whatever its size), never by 2 %; with F-frame
-        # slices a last slice of one frame waits for that frame's trip at every step, so dips are deeper
+        # partial frame disappears (its overhead is paid whatever its size), never by 2 %; F-frame slices
+        # (full, of equal frames: nic_format.frame_layout) cost a little framing and are never more than
+        # a hair faster than one slice of the largest frames (their last frames are smaller)
         whole = dataclasses.replace(p, slice_frames=None)
         by_n = [allreduce_time(n, MiB, codec, params=whole).cycles for n in range(2, 33)]
         assert all(b >= 0.98 * a for a, b in zip(by_n, by_n[1:])) and by_n[-1] > 1.8 * by_n[0]
         sliced = [allreduce_time(n, MiB, codec, params=p).cycles for n in range(2, 33)]
-        assert all(s >= w for s, w in zip(sliced, by_n)) and sliced[-1] > 1.8 * sliced[0]
+        assert all(s >= 0.999 * w for s, w in zip(sliced, by_n)) and sliced[-1] > 1.8 * sliced[0]
         busbw = [allreduce_time(4, s, codec, params=p).bus_bandwidth for s in sizes]
         assert busbw == sorted(busbw)
     seconds = [allreduce_time(8, 16 * MiB, "fp32", params=NicParams.for_link(link)).seconds for link in sm.LINKS]
