@@ -6,7 +6,8 @@
 // byte queued, a request half received, a NIC busy, a datagram on a link); otherwise sleeps in poll()
 // for up to 10 ms and advances --idle-cycles cycles per wake-up. Exits on EOF on stdin or SIGTERM.
 // Options: --drop P32 --corrupt P32 (probabilities × 2^32) --seed S --dead MASK --idle-cycles N
-//          --pcap PREFIX.
+//          --pcap PREFIX --host-stall P8 (probability × 256 that, in a cycle, a node's host byte stream
+//          into the SoC idles and the one out of it is not taken: random gaps and backpressure).
 
 #include <verilated.h>
 #include "Vcluster.h"
@@ -39,6 +40,7 @@ struct Node {
     FILE *pcap = nullptr;
     std::vector<uint8_t> frame;     // bytes of the frame on the wire, preamble and SFD included
     uint64_t frame_start = 0;
+    bool rx_offered = false;        // a byte was offered and not yet taken: keep offering it
 };
 
 static void put32(FILE *f, uint32_t v) { fwrite(&v, 4, 1, f); }   // pcap in host order (magic says which)
@@ -73,7 +75,7 @@ static void write_frame(Node &node) {
 }
 
 int main(int argc, char **argv) {
-    uint32_t drop = 0, corrupt = 0, seed = 1, dead = 0;
+    uint32_t drop = 0, corrupt = 0, seed = 1, dead = 0, host_stall = 0;
     uint64_t idle_cycles = 1000;
     std::string pcap_prefix;
     for (int i = 1; i < argc; i++) {
@@ -87,6 +89,7 @@ int main(int argc, char **argv) {
         else if (a == "--seed") seed = (uint32_t)v;
         else if (a == "--dead") dead = (uint32_t)v;
         else if (a == "--idle-cycles") idle_cycles = v;
+        else if (a == "--host-stall") host_stall = (uint32_t)v;
         else { fprintf(stderr, "cluster: unknown argument %s\n", a.c_str()); return 2; }
     }
     signal(SIGTERM, on_signal);
@@ -155,16 +158,26 @@ int main(int argc, char **argv) {
         }
         return false;
     };
+    uint32_t rng = seed * 2654435761u | 1u;      // xorshift32 for the host-side stalls
+    auto stall = [&]() {
+        if (!host_stall) return false;
+        rng ^= rng << 13; rng ^= rng >> 17; rng ^= rng << 5;
+        return (rng & 0xFF) < host_stall;
+    };
     auto step = [&]() {
         top->clk = 0;
         for (auto &node : nodes) {
-            *node.rx_valid = node.inq.empty() ? 0 : 1;
-            if (!node.inq.empty()) *node.rx_payload = node.inq.front();
+            // A stream may pause only between bytes: an offered byte stays offered until taken.
+            bool offer = !node.inq.empty() && (node.rx_offered || !stall());
+            *node.rx_valid = offer ? 1 : 0;
+            if (offer) *node.rx_payload = node.inq.front();
+            *node.tx_ready = stall() ? 0 : 1;
         }
         top->eval();
         for (auto &node : nodes) {
+            node.rx_offered = *node.rx_valid && !*node.rx_ready;
             if (*node.rx_valid && *node.rx_ready) node.inq.pop_front();
-            if (*node.tx_valid) node.outq.push_back(*node.tx_payload);
+            if (*node.tx_valid && *node.tx_ready) node.outq.push_back(*node.tx_payload);
             if (node.pcap) {
                 if (*node.wire_en) {
                     if (node.frame.empty()) node.frame_start = cycle;

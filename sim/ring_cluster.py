@@ -139,14 +139,16 @@ def build_cluster(n: int, config: SocConfig, latency: int = DEFAULT_LATENCY) -> 
 class _Model:
     """The harness process shared by the nodes' transports; stopped when the last one closes."""
 
-    def __init__(self, binary, n, *, drop, corrupt, seed, dead, idle_cycles, start_timeout, pcap=None):
+    def __init__(self, binary, n, *, drop, corrupt, seed, dead, idle_cycles, start_timeout, pcap=None,
+                 host_stall=0.0):
         self.log_path = binary.parent / f"harness-{os.getpid()}-{id(self)}.log"
         self.log = open(self.log_path, "w+")
         capture = ["--pcap", str(pcap)] if pcap is not None else []
         self.proc = subprocess.Popen(
             [str(binary), "--drop", str(min(int(drop * 2**32), 2**32 - 1)),
              "--corrupt", str(min(int(corrupt * 2**32), 2**32 - 1)), "--seed", str(seed & 0xFFFFFFFF),
-             "--dead", str(dead), "--idle-cycles", str(idle_cycles), *capture],
+             "--dead", str(dead), "--idle-cycles", str(idle_cycles),
+             "--host-stall", str(min(int(host_stall * 256), 255)), *capture],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, start_new_session=True)
         self._finalizer = weakref.finalize(self, _reap, self.proc)
         self.open = 0
@@ -243,15 +245,16 @@ class ClusterTransport(SerialTransport):
 
 def cluster(n: int, *, latency: int = DEFAULT_LATENCY, drop: float = 0.0, corrupt: float = 0.0, seed: int = 1,
             dead_links=(), vector_words: int = 4096, idle_cycles: int = 1000, start_timeout: float = 30.0,
-            timeout: float = 2.0, pcap=None):
+            timeout: float = 2.0, pcap=None, host_stall: float = 0.0):
     """Start a simulated cluster of n nodes; return one `tensornic.Device` per node (rank i = node i).
 
     `latency` (cycles) of every link, `drop` and `corrupt` probabilities per datagram, `seed` of the fault
     injection, `dead_links`: nodes whose outgoing link drops everything. `pcap`: a path prefix; the frames
-    node i transmits are written to `<pcap><i>.pcap` (complete once the cluster has stopped). Closing
-    every device stops it."""
+    node i transmits are written to `<pcap><i>.pcap` (complete once the cluster has stopped).
+    `host_stall`: the probability that in a cycle a node's host byte stream pauses (random idle gaps into
+    the SoC, backpressure out of it). Closing every device stops it."""
     from ..device import Device
-    for name, p in (("drop", drop), ("corrupt", corrupt)):
+    for name, p in (("drop", drop), ("corrupt", corrupt), ("host_stall", host_stall)):
         if not 0 <= p < 1:
             raise ValueError(f"{name} must be a probability in [0, 1), not {p!r}")
     if latency < 0:
@@ -264,7 +267,7 @@ def cluster(n: int, *, latency: int = DEFAULT_LATENCY, drop: float = 0.0, corrup
     config = cluster_config(vector_words)
     binary = build_cluster(n, config, latency)
     model = _Model(binary, n, drop=drop, corrupt=corrupt, seed=seed, dead=dead, idle_cycles=idle_cycles,
-                   start_timeout=start_timeout, pcap=pcap)
+                   start_timeout=start_timeout, pcap=pcap, host_stall=host_stall)
     devs = []
     try:
         for rank in range(n):
