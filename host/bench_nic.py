@@ -93,15 +93,21 @@ def calibration_runs(quick=False):
     return runs
 
 
-def model_params():
-    """NicParams of the benchmarked fabric (everything but the two fitted parameters is a setting)."""
+#: The two free parameters as `calibrate` fitted them to this bench's 26 runs (2026-11-30; the bench prints
+#: the current fit): pipeline depth d (per-hop latency = LATENCY + d) and the fixed cycles per operation.
+FITTED = {"pipeline_depth_cycles": 4.0, "fixed_cycles": -129.0}
+
+
+def model_params(fitted: bool = False):
+    """NicParams of the benchmarked fabric (everything but the two fitted parameters is a setting); with
+    `fitted`, those two as last calibrated (FITTED)."""
     from .rtl.nic_format import HEADER_BYTES
     from .scaling_model import NicParams
     # A frame is stored whole three times on a hop: the sender's UDP transmit buffer and the receiver's
     # UDP endpoint (FCS checked before delivery) at the NICs, and the store-and-forward switch between.
     return NicParams(link_latency_cycles=LATENCY, header_bytes=HEADER_BYTES, slice_frames=SLICE_FRAMES,
                      window_frames=WINDOW, frames_per_ack=ACK_EVERY, frame_buffers=2, switch_hops=1,
-                     host_bytes_per_cycle=1e9)
+                     host_bytes_per_cycle=1e9, **(FITTED if fitted else {}))
 
 
 DEPTH = 131072          # NIC memory words per node of the benchmarked cluster (512 KiB)
