@@ -236,8 +236,8 @@ def allreduce_collective(devs, xs, *, rs_codec="fp32", ag_codec="fp32", slice_fr
             _wait(dev, deadline)
         if shared_clock:
             starts = [dev.read_reg("nic.start_cycle") for dev in devs]
-            skew = max((s - starts[0] + 2**31) % 2**32 - 2**31 for s in starts) - min(
-                (s - starts[0] + 2**31) % 2**32 - 2**31 for s in starts)
+            relative = [(s - starts[0] + 2**31) % 2**32 - 2**31 for s in starts]    # the counter wraps
+            skew = max(relative) - min(relative)
             for rank in range(n):
                 stats[rank]["start_skew"] = max(stats[rank]["start_skew"], skew)
         for rank, dev in enumerate(devs):

@@ -465,12 +465,10 @@ class _Schedule:
                         start = mx(start, acked(q - window))
                     send_end = start + send
                     wire_end = mx(mx(wire_end, send_end if p.frame_buffers else start) + wire, send_end)
-                    arrived = wire_end
+                    arrived = wire_end if p.switch_hops else wire_end + latency
                     for hop in range(p.switch_hops):     # stored whole, held L, sent on at the link rate
                         switch[hop] = mx(switch[hop], arrived + latency) + wire
                         arrived = switch[hop]
-                    if not p.switch_hops:
-                        arrived = wire_end + latency
                     take_end = (mx(take_end, arrived) + take if p.frame_buffers >= 2
                                 else mx(take_end + take, arrived))
                     taken.append(take_end)

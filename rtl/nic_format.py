@@ -23,8 +23,8 @@ from .format_constants import MX_BLOCK_SIZES, MX_DEFAULT_BLOCK
 __all__ = [
     "MAGIC", "VERSION", "HEADER_LAYOUT", "HEADER_BYTES", "Kind", "Codec", "Status", "ErrorCode",
     "CODEC_NAMES", "codec_from_name", "payload_bytes", "pack_header", "unpack_header", "FrameSlot",
-    "RingPlan", "plan", "frame_layout", "MIN_FRAME_DATA", "ProtocolError", "DEFAULT_MAX_PAYLOAD", "UDP_IP_ETH_OVERHEAD", "NIC_REGISTERS",
-    "ETH_COUNTER_REGISTERS", "DEFAULT_UDP_PORT", "default_mac", "default_ip",
+    "RingPlan", "plan", "frame_layout", "MIN_FRAME_DATA", "ProtocolError", "DEFAULT_MAX_PAYLOAD",
+    "UDP_IP_ETH_OVERHEAD", "NIC_REGISTERS", "ETH_COUNTER_REGISTERS", "DEFAULT_UDP_PORT", "default_mac", "default_ip",
 ]
 
 MAGIC = 0x4E54           # "TN" on the wire (little-endian)
