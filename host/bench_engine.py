@@ -6,8 +6,9 @@
   written into tensor memory first ("resident"); the transfer time is not part of the figure. Every result
   is checked against the golden model.
 - Synthesis of the engine alone (`boards.synth.synthesize_block`, LFE5U-85F, speed 6, MULT18X18D with
-  their input/output registers) at 8×8 and at the largest array the 85F's 156 multipliers allow (12×12):
-  LUT4, FF, DSP, BRAM, Fmax; goals at 8×8: Fmax ≥ 150 MHz and ≤ 50 LUT4 per MAC. Distributed RAM
+  their input/output registers, block RAMs as DP16KD with their output registers, rtl/ecp5_ram.py) at 8×8
+  and at the largest array the 85F's 156 multipliers allow (12×12): LUT4, FF, DSP, BRAM, Fmax; goals at
+  8×8: Fmax ≥ 150 MHz and ≤ 50 LUT4 per MAC. Distributed RAM
   (TRELLIS_DPR16X4) is reported apart, and the array alone (Yosys only) as LUT4 per MAC, so the control's
   share is visible. Each shape takes 15–40 minutes (place and route dominates), so only the full bench
   runs it.
@@ -115,7 +116,8 @@ def bench_engine_synthesis(shapes=((8, 8), (12, 12))):
     results = []
     for rows, cols in shapes:
         engine = ContractionEngine(rows=rows, cols=cols, width=8, loops=8, tile_m=8 * rows, tile_n=8 * cols,
-                                   chunk_k=256, queue=4, tensor_bytes=512 * 1024, mult="ecp5")
+                                   chunk_k=256, queue=4, tensor_bytes=512 * 1024, mult="ecp5",
+                                   ram="ecp5")
         macs = rows * cols
         tag = f"engine {rows}×{cols} on LFE5U-85F"
         try:

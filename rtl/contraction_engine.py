@@ -33,6 +33,7 @@ from amaranth.lib.wiring import In, Out
 from . import contraction_format as cf
 from .address_gen import AddressGenerator
 from .bus import BusSignature
+from .ecp5_ram import RegisteredMemory, use_ecp5_ram
 from .memory_map import MemoryMapBuilder
 from .systolic import SystolicArray
 
@@ -91,10 +92,14 @@ def _log2(value, what):
 
 
 class EngineCore(wiring.Component):
-    """Everything but the register bank and descriptor memory (those live in ContractionEngine)."""
+    """Everything but the register bank and descriptor memory (those live in ContractionEngine).
+
+    `mult` and `ram` ("auto", "portable" or "ecp5") choose the ECP5 primitives — MULT18X18D in the array
+    (rtl/systolic.py), DP16KD with output registers for every block RAM (rtl/ecp5_ram.py) — or their
+    portable descriptions; "auto" follows `platform.family`. Both give identical cycle behaviour."""
 
     def __init__(self, *, rows=8, cols=8, width=8, loops=8, tile_m=64, tile_n=64, chunk_k=256, queue=4,
-                 tensor_bytes=256 * 1024, mult="auto"):
+                 tensor_bytes=256 * 1024, mult="auto", ram="auto"):
         if width not in (8, 16):
             raise ValueError(f"width must be 8 or 16, not {width}")
         if not 6 <= loops <= (cf.DESC_SLOT_WORDS - cf.DESC_LOOPS) // cf.LOOP_WORDS:
@@ -111,13 +116,14 @@ class EngineCore(wiring.Component):
             raise ValueError(f"tensor_bytes={tensor_bytes} must be 4 KiB…1 GiB")
         self.rows, self.cols, self.width, self.loops = rows, cols, width, loops
         self.tile_m, self.tile_n, self.chunk_k, self.queue = tile_m, tile_n, chunk_k, queue
-        self.tensor_bytes, self.mult = tensor_bytes, mult
+        use_ecp5_ram(ram, None)
+        self.tensor_bytes, self.mult, self.ram = tensor_bytes, mult, ram
         self.offset_bits = self.addr_bits + 2
         self.rem_bits = max(tile_m, tile_n, chunk_k).bit_length()
         self.acc_bits = array_acc_bits(width, max(chunk_k, rows))
         super().__init__({
             "desc_addr": Out(range(queue * cf.DESC_SLOT_WORDS)),
-            "desc_data": In(32),
+            "desc_data": In(32),             # the word at desc_addr two cycles earlier (a register)
             "queue_count": In(range(queue + 1)),
             "take": Out(1),                  # the validator consumed the oldest queue slot
             "head": In(range(queue)),
@@ -179,6 +185,7 @@ class EngineCore(wiring.Component):
         group_base = Signal(range(cf.DESC_SLOT_WORDS))           # first word of the group being read
         m.d.comb += self.desc_addr.eq(slot_base + group_base + fetch_idx)
         em1 = Signal(cf.EXTENT_BITS)
+        em1_zero = Signal()                                      # em1 == 0, as a register
         shifted = Signal(signed(PW))
         product = Signal(signed(PW))
         x_op = Signal(2)                                         # operand at hand: a, b, c, d
@@ -190,8 +197,7 @@ class EngineCore(wiring.Component):
         shift_in = Signal()
         rotate = Signal()
         m.d.sync += [word[k].eq(word[k + 1]) for k in range(1, cf.LOOP_WORDS - 1)]
-        desc_q = Signal(32)                 # the descriptor memory's output, registered before any logic
-        m.d.sync += desc_q.eq(self.desc_data)
+        desc_q = self.desc_data             # (the word at desc_addr two cycles earlier, a register)
         with m.If(shift_in):
             m.d.sync += [word[0].eq(word[1]), word[cf.LOOP_WORDS - 1].eq(desc_q)]
         with m.Elif(rotate):
@@ -212,18 +218,22 @@ class EngineCore(wiring.Component):
         jump_reg = Signal(data.ArrayLayout(signed(OB), cf.SLOTS))
 
         # Static facts about (operand, role): does the operand use the role, and in which jump slot.
+        # They are registers, a cycle behind x_op and word[0]: both are set at least two cycles before the
+        # MUL, LOHI_WRITE and ROLE_WRITE states that use them (in LOOP or ROLE_WRITE, then MUL_INIT).
         uses_role = Signal()
-        has_slot = Signal()
-        slot_of = Signal(range(cf.SLOTS))
+        has_slot_c = Signal()
+        slot_of_c = Signal(range(cf.SLOTS))
         with m.Switch(Cat(cur_role, x_op)):
             for xi, op in enumerate(cf.OPERANDS):
                 for r in range(4):
                     with m.Case(r | xi << 2):
                         m.d.comb += uses_role.eq(r in cf.OPERAND_ROLES[op])
                         if r in cf.ROLE_SLOTS and op in cf.ROLE_SLOTS[r]:
-                            m.d.comb += [has_slot.eq(1), slot_of.eq(cf.ROLE_SLOTS[r].index(op))]
-        uses = Signal()
-        m.d.comb += uses.eq(uses_role & (cur_ext > 1) & ((x_op != 2) | accumulate))
+                            m.d.comb += [has_slot_c.eq(1), slot_of_c.eq(cf.ROLE_SLOTS[r].index(op))]
+        uses, has_slot = Signal(), Signal()
+        slot_of = Signal(range(cf.SLOTS))
+        m.d.sync += [uses.eq(uses_role & (cur_ext > 1) & ((x_op != 2) | accumulate)), has_slot.eq(has_slot_c),
+                     slot_of.eq(slot_of_c)]
         role_base = Signal(4)                                    # cur_role · SLOTS (no multiplier)
         with m.Switch(cur_role):
             for r in range(4):
@@ -243,6 +253,18 @@ class EngineCore(wiring.Component):
         chk_value = Signal(signed(SW + 4))
         chk_base_q = Signal(32)
         misaligned = Mux(x_op[1], chk_base_q[:2] != 0, chk_base_q[0] if eb == 2 else 0)
+        chk_bad, chk_mis = Signal(name="chk_bad"), Signal(name="chk_mis")   # a check failed (one cycle)
+        chk_op = Signal(2)                                       # ... for this operand
+        m.d.sync += [chk_bad.eq(0), chk_mis.eq(0)]               # (set by CHECK only)
+        with m.If(chk_mis):
+            m.d.sync += errors[cf.EngineStatus.MISALIGNED].eq(1)
+        with m.If(chk_bad):
+            with m.Switch(chk_op):
+                for xi, op in enumerate(cf.OPERANDS):
+                    with m.Case(xi):
+                        m.d.sync += errors[cf.EngineStatus[f"{op.upper()}_RANGE"]].eq(1)
+        backend_busy_q = Signal()
+        m.d.sync += backend_busy_q.eq(self._backend_busy)
 
         with m.FSM(name="validator") as validator_fsm:
             with m.State("IDLE"):
@@ -276,18 +298,20 @@ class EngineCore(wiring.Component):
                 m.d.sync += [x_op.eq(0), jump_reg.eq(0)]
                 m.next = "MUL_INIT"
             with m.State("MUL_INIT"):
-                m.d.sync += [em1.eq(Mux(cur_ext == 0, 0, cur_ext - 1)), shifted.eq(stride), product.eq(0)]
+                m.d.sync += [em1.eq(Mux(cur_ext == 0, 0, cur_ext - 1)), em1_zero.eq(cur_ext <= 1),
+                             shifted.eq(stride), product.eq(0)]
                 m.next = "MUL"
             with m.State("MUL"):
-                m.d.sync += [em1.eq(em1 >> 1), shifted.eq(shifted << 1)]
+                m.d.sync += [em1.eq(em1 >> 1), em1_zero.eq(em1[1:] == 0), shifted.eq(shifted << 1)]
                 with m.If(em1[0]):
                     m.d.sync += product.eq(product + shifted)
-                with m.If(em1 == 0):
+                with m.If(em1_zero):
                     m.d.sync += sum_addr.eq(Mux(product < 0, SUM_LO, SUM_HI) + x_op)
-                    with m.If(uses & ((stride <= -(1 << AW)) | (stride >= (1 << AW)))):
-                        m.d.sync += errors[cf.EngineStatus.STRIDE_RANGE].eq(1)
                     m.next = "LOHI_READ"
             with m.State("LOHI_READ"):
+                # (the stride's range is checked here, once per operand, away from the multiplier's loop)
+                with m.If(uses & ((stride <= -(1 << AW)) | (stride >= (1 << AW)))):
+                    m.d.sync += errors[cf.EngineStatus.STRIDE_RANGE].eq(1)
                 m.d.sync += rd.eq(Mux(sum_valid.bit_select(sum_addr, 1), sums_r.data, 0))
                 m.next = "LOHI_WRITE"
             with m.State("LOHI_WRITE"):
@@ -330,26 +354,25 @@ class EngineCore(wiring.Component):
                 m.d.sync += chk_value.eq(chk_base_q + (rd << chk_shift))
                 m.next = "CHECK"
             with m.State("CHECK"):
+                # The outcome is registered (chk_bad, chk_mis) and sets its error bit a cycle later.
                 in_use = (x_op != 2) | accumulate
-                high_limit = Mux(x_op[1], self.tensor_bytes - cf.ACC_BYTES, self.tensor_bytes - eb)
-                bad = Mux(chk_hi, chk_value > high_limit, chk_value < 0)
-                with m.If(in_use & ~chk_hi & misaligned):
-                    m.d.sync += errors[cf.EngineStatus.MISALIGNED].eq(1)
-                with m.If(in_use & bad):
-                    with m.Switch(x_op):
-                        for xi, op in enumerate(cf.OPERANDS):
-                            with m.Case(xi):
-                                m.d.sync += errors[cf.EngineStatus[f"{op.upper()}_RANGE"]].eq(1)
+                # (two compares with constants, x_op only picks: no operand-dependent carry chain)
+                too_high = Mux(x_op[1], chk_value > self.tensor_bytes - cf.ACC_BYTES,
+                               chk_value > self.tensor_bytes - eb)
+                bad = Mux(chk_hi, too_high, chk_value < 0)
+                m.d.sync += [chk_bad.eq(in_use & bad), chk_mis.eq(in_use & ~chk_hi & misaligned), chk_op.eq(x_op)]
                 m.d.sync += chk_hi.eq(~chk_hi)
                 with m.If(chk_hi):
                     m.d.sync += [x_op.eq(x_op + 1), sum_addr.eq(SUM_LO + x_op + 1)]
                     with m.If(x_op == 3):
-                        m.next = "DECIDE"
+                        m.next = "CHECK_LAST"
                     with m.Else():
                         m.next = "CHECK_READ"
                 with m.Else():
                     m.d.sync += sum_addr.eq(SUM_HI + x_op)
                     m.next = "CHECK_READ"
+            with m.State("CHECK_LAST"):
+                m.next = "DECIDE"                # (the last check's outcome reaches `errors`)
             with m.State("DECIDE"):
                 m.d.comb += self.take.eq(1)
                 code = Signal(4)
@@ -362,7 +385,8 @@ class EngineCore(wiring.Component):
                 with m.Else():
                     m.next = "FENCE"
             with m.State("FENCE"):
-                with m.If(~fence | ~self._backend_busy):
+                # (a register: the producer is idle here, so once the back end is idle it stays idle)
+                with m.If(~fence | ~backend_busy_q):
                     m.d.sync += v_go.eq(1)
                     m.next = "IDLE"
 
@@ -377,30 +401,29 @@ class EngineCore(wiring.Component):
                      walker.origin[cf.ROLE_N][cf.ROLE_SLOTS[cf.ROLE_N].index("d")].eq(base[3][2:AW])]
         entry = data.StructLayout({"off0": signed(OB), "rem0": unsigned(RB), "off1": signed(OB),
                                    "rem1": unsigned(RB), "off2": signed(OB)})
-        m.submodules.m_table = m_table = memory.Memory(shape=entry, depth=2 * Tm, init=[])
-        m.submodules.n_table = n_table = memory.Memory(shape=entry, depth=2 * Tn, init=[])
-        m.submodules.k_table = k_table = memory.Memory(shape=entry, depth=Kc, init=[])
-        fill_ports = [t.write_port() for t in (m_table, n_table, k_table)]
-        m_ld, n_ld, k_ld = m_table.read_port(), n_table.read_port(), k_table.read_port()
-        m_wb, n_wb = m_table.read_port(), n_table.read_port()
+        # Table reads are registered (RegisteredMemory: the entry two cycles after its address, the block
+        # RAM's own output register on ECP5); read port 0 is the loader's, port 1 the write-back's.
+        m.submodules.m_table = m_table = RegisteredMemory(shape=entry, depth=2 * Tm, read_ports=2, ram=self.ram)
+        m.submodules.n_table = n_table = RegisteredMemory(shape=entry, depth=2 * Tn, read_ports=2, ram=self.ram)
+        m.submodules.k_table = k_table = RegisteredMemory(shape=entry, depth=Kc, ram=self.ram)
+        tables = (m_table, n_table, k_table)
         fill_entry = Signal(entry)
         m.d.comb += [fill_entry.off0.eq(walker.offset[0]), fill_entry.rem0.eq(walker.rem[0]),
                      fill_entry.off1.eq(walker.offset[1]), fill_entry.rem1.eq(walker.rem[1]),
                      fill_entry.off2.eq(walker.offset[2])]
-        for port in fill_ports:
-            m.d.comb += port.data.eq(fill_entry)
+        for t in tables:
+            m.d.comb += t.w_data.eq(fill_entry)
 
         # ===== scratchpads =====
-        a_banks = [memory.Memory(shape=64, depth=2 * tm * KW, init=[]) for _ in range(R)]
-        b_banks = [memory.Memory(shape=64, depth=2 * tn * KW, init=[]) for _ in range(C)]
+        # Reads are registered (two cycles from address to data, see RegisteredMemory).
+        a_banks = [RegisteredMemory(shape=64, depth=2 * tm * KW, granularity=8 * eb, ram=self.ram)
+                   for _ in range(R)]
+        b_banks = [RegisteredMemory(shape=64, depth=2 * tn * KW, granularity=8 * eb, ram=self.ram)
+                   for _ in range(C)]
         for i, mem in enumerate(a_banks):
             m.submodules[f"a_bank{i}"] = mem
         for j, mem in enumerate(b_banks):
             m.submodules[f"b_bank{j}"] = mem
-        a_wr = [mem.write_port(granularity=8 * eb) for mem in a_banks]
-        b_wr = [mem.write_port(granularity=8 * eb) for mem in b_banks]
-        a_rd = [mem.read_port() for mem in a_banks]
-        b_rd = [mem.read_port() for mem in b_banks]
 
         # ===== job FIFOs (producer → feeder, producer → write-back) =====
         job = data.StructLayout({
@@ -465,8 +488,8 @@ class EngineCore(wiring.Component):
                     m.next = "K"
             with m.State("FILL_M"):
                 # One entry every other cycle (the address generator's step takes two).
-                m.d.comb += [fill_ports[0].addr.eq(_table_addr(m_par, fill_count, Tm)),
-                             fill_ports[0].en.eq(walker.valid), walker.step.eq(1)]
+                m.d.comb += [m_table.w_addr.eq(_table_addr(m_par, fill_count, Tm)),
+                             m_table.w_en.eq(walker.valid), walker.step.eq(1)]
                 with m.If(walker.valid):
                     m.d.sync += [fill_count.eq(fill_count + 1),
                                  blk_pos.eq(Mux(blk_pos == R - 1, 0, blk_pos + 1))]
@@ -482,8 +505,8 @@ class EngineCore(wiring.Component):
                     m.d.comb += n_set.eq(Mux(t_par, 0b01, 0b10))
                     m.next = "FILL_N"
             with m.State("FILL_N"):
-                m.d.comb += [fill_ports[1].addr.eq(_table_addr(t_par, fill_count, Tn)),
-                             fill_ports[1].en.eq(walker.valid), walker.step.eq(1)]
+                m.d.comb += [n_table.w_addr.eq(_table_addr(t_par, fill_count, Tn)),
+                             n_table.w_en.eq(walker.valid), walker.step.eq(1)]
                 with m.If(walker.valid):
                     m.d.sync += [fill_count.eq(fill_count + 1),
                                  blk_pos.eq(Mux(blk_pos == C - 1, 0, blk_pos + 1))]
@@ -499,7 +522,7 @@ class EngineCore(wiring.Component):
                 with m.Else():
                     m.next = "PANELS"
             with m.State("FILL_K"):
-                m.d.comb += [fill_ports[2].addr.eq(fill_count), fill_ports[2].en.eq(walker.valid),
+                m.d.comb += [k_table.w_addr.eq(fill_count), k_table.w_en.eq(walker.valid),
                              walker.step.eq(1)]
                 with m.If(walker.valid):
                     m.d.sync += fill_count.eq(fill_count + 1)
@@ -556,12 +579,14 @@ class EngineCore(wiring.Component):
                         m.next = "JOB"
 
         # ===== loader =====
-        self._elaborate_loader(m, load_go, load_done, load_op, a_buf, b_buf, m_par, t_par, tm_eff, tn_eff,
-                               kc_eff, base, m_ld, n_ld, k_ld, a_wr, b_wr)
+        load_go_q = Signal()                  # (registered: the loader starts a cycle after the producer asks)
+        m.d.sync += load_go_q.eq(load_go)
+        self._elaborate_loader(m, load_go_q, load_done, load_op, a_buf, b_buf, m_par, t_par, tm_eff, tn_eff,
+                               kc_eff, base, m_table, n_table, k_table, a_banks, b_banks)
 
         # ===== feeder, array, drain, write-back =====
-        self._elaborate_backend(m, feed_jobs, wb_jobs, job, a_rd, b_rd, a_clr, b_clr, m_clr, n_clr,
-                                m_wb, n_wb)
+        self._elaborate_backend(m, feed_jobs, wb_jobs, job, a_banks, b_banks, a_clr, b_clr, m_clr, n_clr,
+                                m_table, n_table)
 
         m.d.comb += self.busy.eq((self.queue_count != 0) | ~producer_idle | v_go | self._backend_busy
                                  | ~validator_fsm.ongoing("IDLE"))
@@ -571,7 +596,7 @@ class EngineCore(wiring.Component):
 
     # ---------------------------------------------------------------------------------------------------
     def _elaborate_loader(self, m, go, done, op, a_buf, b_buf, m_par, t_par, tm_eff, tn_eff, kc_eff, base,
-                          m_ld, n_ld, k_ld, a_wr, b_wr):
+                          m_table, n_table, k_table, a_wr, b_wr):
         R, C, P, eb = self.rows, self.cols, self.lanes, self.eb
         AW = self.addr_bits
         tm, tn = self.tile_m // R, self.tile_n // C
@@ -581,7 +606,7 @@ class EngineCore(wiring.Component):
         ebs = eb.bit_length() - 1
 
         kinner = Signal()                     # inner index is K (else M for A / N for B)
-        outer, inner = Signal(range(Tmax + 1)), Signal(range(Tmax + 1))
+        outer, inner = Signal(range(Tmax + 1), name="outer"), Signal(range(Tmax + 1), name="inner")
         n_outer, n_inner = Signal(range(Tmax + 1)), Signal(range(Tmax + 1))
         byte = Signal(AW)
         stretch = Signal(range(Tmax + 1))
@@ -598,15 +623,14 @@ class EngineCore(wiring.Component):
 
         # Table reads: the outer entry is the panel row's offset, the inner entry the stretch's start.
         m_index, n_index, k_index = Signal(range(Tm)), Signal(range(Tn)), Signal(range(self.chunk_k))
-        m.d.comb += [m_ld.addr.eq(_table_addr(m_par, m_index, Tm)),
-                     n_ld.addr.eq(_table_addr(t_par, n_index, Tn)), k_ld.addr.eq(k_index)]
+        m.d.comb += [m_table.r_addr[0].eq(_table_addr(m_par, m_index, Tm)),
+                     n_table.r_addr[0].eq(_table_addr(t_par, n_index, Tn)), k_table.r_addr[0].eq(k_index)]
         mn_pos = Mux(kinner, outer, inner)
         k_pos = Mux(kinner, inner, outer)
         m.d.comb += [m_index.eq(mn_pos), n_index.eq(mn_pos), k_index.eq(k_pos)]
-        # Table outputs go straight into registers (block RAM clock-to-out is ≈ 6 ns: no logic may follow
-        # it in the same cycle); states wait a cycle for them, and pick A's or B's fields afterwards.
-        m_tq, n_tq, k_tq = Signal.like(m_ld.data), Signal.like(n_ld.data), Signal.like(k_ld.data)
-        m.d.sync += [m_tq.eq(m_ld.data), n_tq.eq(n_ld.data), k_tq.eq(k_ld.data)]
+        # Table reads are registered (two cycles: states wait for them), and A's or B's fields are picked
+        # after that register.
+        m_tq, n_tq, k_tq = m_table.r_data[0], n_table.r_data[0], k_table.r_data[0]
         mn_entry, k_off = Signal(signed(self.offset_bits)), Signal(signed(self.offset_bits))
         mn_rem, k_rem = Signal(self.rem_bits), Signal(self.rem_bits)
         in_rem = Signal(self.rem_bits)                         # rem of the stretch's (inner) direction
@@ -614,15 +638,26 @@ class EngineCore(wiring.Component):
                      k_off.eq(Mux(op, k_tq.off1, k_tq.off0)), k_rem.eq(Mux(op, k_tq.rem1, k_tq.rem0)),
                      in_rem.eq(Mux(kinner, k_rem, mn_rem))]
         left = Signal(range(Tmax + 1))                         # n_inner − inner, kept as a register
+        probe_k_rem, probe_mn_rem = Signal(self.rem_bits), Signal(self.rem_bits)
 
+        # A run is at most what is left of the scratch word (K runs: P − k_lane lanes) or of the bank block
+        # (M/N runs: banks − mn_bank), of the memory word (P − byte's element in it) and of the stretch. The
+        # first two are registers (`lim_lane`, `lim_mem`) kept beside k_lane/mn_bank and byte: a run of n
+        # leaves lim − n, or a whole word/block when it used all of it; a stretch's first decision finds
+        # lim_lane set (k_lane/mn_bank have not moved since the last run) and lim_mem set by SETUP.
         n_run = Signal(range(9))
         lim_lane = Signal(range(max(R, C, P) + 1))
-        lim_mem = Signal(range(9))
+        lim_mem = Signal(range(P + 1))
         issue = Signal()
-        m.d.comb += lim_mem.eq((SCRATCH_WORD_BYTES - byte[:3]) >> ebs)
-        m.d.comb += lim_lane.eq(Mux(kinner, P - k_lane, banks - mn_bank))
-        m1 = Mux(lim_lane < lim_mem, lim_lane, lim_mem)
-        m.d.comb += n_run.eq(Mux(stretch < m1, stretch, m1))
+        # min(stretch, lim_lane, lim_mem) from three compares side by side (not a chain of two minimums)
+        st_le_lane, st_le_mem = stretch <= lim_lane, stretch <= lim_mem
+        m.d.comb += n_run.eq(Mux(st_le_lane & st_le_mem, stretch, Mux(lim_lane < lim_mem, lim_lane, lim_mem)))
+        # Whether the decided run ends its stretch and its panel row: flags set with the decision (and, while
+        # whole words go out every cycle, with each request), so the request's bookkeeping compares nothing.
+        # `stretch_is_left`: the stretch runs to the end of the row (stretch and left fall together).
+        fin_stretch, fin_row, stretch_is_left = (Signal(name=n) for n in ("fin_stretch", "fin_row",
+                                                                        "stretch_is_left"))
+        last_row = Signal()                   # outer + 1 == n_outer, as a register
         # The run length is decided a cycle before its request (n_q, n_ok), so the request's bookkeeping
         # starts from registers. While runs are whole aligned words (K runs, or M/N runs over exactly P
         # banks) the next length is known to be P again and requests go out every cycle.
@@ -664,12 +699,18 @@ class EngineCore(wiring.Component):
                 # Entry 0 of both tables is being read: pick the direction with the longer contiguous run.
                 m.next = "PROBE_LATCH"
             with m.State("PROBE_LATCH"):
+                m.next = "PROBE_PICK"
+            with m.State("PROBE_PICK"):
+                # (A's or B's rem fields into registers first: one cycle per panel)
+                m.d.sync += [probe_k_rem.eq(k_rem), probe_mn_rem.eq(mn_rem)]
                 m.next = "CHOOSE"
             with m.State("CHOOSE"):
-                use_k = k_rem >= mn_rem
+                use_k = probe_k_rem >= probe_mn_rem
                 mn_total = Mux(op, tn_eff, tm_eff)
                 m.d.sync += [kinner.eq(use_k), banks.eq(Mux(op, C, R)), banks_is_p.eq(Mux(op, C == P, R == P)),
+                             lim_lane.eq(Mux(use_k, P, Mux(op, C, R))),
                              n_outer.eq(Mux(use_k, mn_total, kc_eff)), n_inner.eq(Mux(use_k, kc_eff, mn_total)),
+                             last_row.eq(Mux(use_k, mn_total, kc_eff) == 1),
                              left.eq(Mux(use_k, kc_eff, mn_total))]
                 m.next = "FETCH"
             with m.State("FETCH"):
@@ -678,33 +719,41 @@ class EngineCore(wiring.Component):
                 m.next = "SETUP"
             with m.State("SETUP"):
                 # The element address is the sum of the two entries (the base is in the K offsets).
-                m.d.sync += byte.eq((mn_entry + k_off) << ebs)
-                m.d.sync += [stretch.eq(Mux(in_rem < left, in_rem, left)), n_ok.eq(0)]
+                elem = mn_entry + k_off
+                m.d.sync += [byte.eq(elem << ebs), lim_mem.eq(P - elem[:3 - ebs])]
+                m.d.sync += [stretch.eq(Mux(in_rem < left, in_rem, left)), stretch_is_left.eq(in_rem >= left),
+                             n_ok.eq(0)]
                 m.next = "RUN"
             with m.State("RUN"):
                 with m.If(~n_ok):
-                    m.d.sync += [n_q.eq(n_run), n_ok.eq(1)]
+                    ends = st_le_lane & st_le_mem                   # the run is the rest of the stretch
+                    m.d.sync += [n_q.eq(n_run), n_ok.eq(1), fin_stretch.eq(ends), fin_row.eq(ends & stretch_is_left)]
                 with m.Else():
                     m.d.comb += [self.ld_req.valid.eq(info.w_rdy), issue.eq(self.ld_req.ready & info.w_rdy)]
                 with m.If(issue):
                     m.d.comb += info.w_en.eq(1)
                     m.d.sync += [byte.eq(byte + (n_q << ebs)), stretch.eq(stretch - n_q),
                                  inner.eq(inner + n_q), left.eq(left - n_q),
-                                 n_ok.eq((n_q == P) & (kinner | banks_is_p) & (stretch >= 2 * P))]
+                                 n_ok.eq((n_q == P) & (kinner | banks_is_p) & (stretch >= 2 * P)),
+                                 # (only used when n_ok stays set: then the next run is P again)
+                                 fin_stretch.eq(stretch == 2 * P), fin_row.eq((stretch == 2 * P) & stretch_is_left),
+                                 lim_mem.eq(Mux(n_q == lim_mem, P, lim_mem - n_q)),
+                                 lim_lane.eq(Mux(n_q == lim_lane, Mux(kinner, P, banks), lim_lane - n_q))]
                     with m.If(kinner):
                         advance_k(n_q)
                     with m.Else():
                         advance_mn(n_q, banks)
-                    with m.If(stretch == n_q):
-                        with m.If(left == n_q):
-                            m.d.sync += [inner.eq(0), outer.eq(outer + 1), left.eq(n_inner)]
+                    with m.If(fin_stretch):
+                        with m.If(fin_row):
+                            m.d.sync += [inner.eq(0), outer.eq(outer + 1), left.eq(n_inner),
+                                         lim_lane.eq(Mux(kinner, P, banks)), last_row.eq(outer + 2 == n_outer)]
                             with m.If(kinner):
                                 m.d.sync += [k_lane.eq(0), k_word.eq(0)]
                                 advance_mn(1, banks)
                             with m.Else():
                                 m.d.sync += [mn_bank.eq(0), mn_blk.eq(0)]
                                 advance_k(1)
-                            with m.If(outer + 1 == n_outer):
+                            with m.If(last_row):
                                 m.next = "DRAIN"
                             with m.Else():
                                 m.next = "FETCH"
@@ -738,8 +787,8 @@ class EngineCore(wiring.Component):
         m.d.sync += [got1.eq(got), word1.eq(self.ld_resp.payload), r1.eq(run)]
         if P > 1:
             m.d.sync += rot1.eq((run.byte >> ebs) - Mux(run.kinner, run.lane, run.bank[:lane_bits]))
-        run_ones = Signal(8)
-        m.d.comb += run_ones.eq((Const(1, 9) << r1.n) - 1)
+        run_ones = Signal(8)                  # n ones (a register beside r1)
+        m.d.sync += run_ones.eq((Const(1, 9) << run.n) - 1)
         # Stage 2 registers: the rotated word, the banks written and their lane enables.
         got2, op2, kinner2 = Signal(), Signal(), Signal()
         rotated = Signal(64)
@@ -766,14 +815,14 @@ class EngineCore(wiring.Component):
             for op_value, ports in ((0, a_wr), (1, b_wr)):
                 if b >= len(ports):
                     continue
-                port = ports[b]
-                m.d.comb += [port.addr.eq(addr2), port.data.eq(bank_data),
-                             port.en.eq(Mux(got2 & (op2 == op_value) & banks2[b], lanes2, 0))]
+                bank = ports[b]
+                m.d.comb += [bank.w_addr.eq(addr2), bank.w_data.eq(bank_data),
+                             bank.w_en.eq(Mux(got2 & (op2 == op_value) & banks2[b], lanes2, 0))]
         m.d.comb += pipe_busy.eq(got1 | got2)
 
     # ---------------------------------------------------------------------------------------------------
     def _elaborate_backend(self, m, feed_jobs, wb_jobs, job, a_rd, b_rd, a_clr, b_clr, m_clr, n_clr,
-                           m_wb, n_wb):
+                           m_table, n_table):
         R, C, P, eb = self.rows, self.cols, self.lanes, self.eb
         tm, tn = self.tile_m // R, self.tile_n // C
         KW = self.chunk_k // P
@@ -789,6 +838,7 @@ class EngineCore(wiring.Component):
         m.d.comb += head.eq(feed_jobs.r_data)
         mi, nj = Signal(range(tm + 1)), Signal(range(tn + 1))
         k = Signal(range(max(Kc, R) + 1))
+        k1 = Signal(range(max(Kc, R) + 2))   # k + 1, kept beside k (no adder in front of the step tests)
         klen = Signal(range(max(Kc, R) + 1))
         kvalid = Signal(range(Kc + 1))
         real = Signal()                   # the open interval is a sub-tile (else an idle gap)
@@ -823,8 +873,9 @@ class EngineCore(wiring.Component):
         c_mi, c_nj = Signal.like(mi), Signal.like(nj)
         c_klen = Signal.like(klen)
         start = Signal()
-        last_nj = nnj + 1 == cand.nj_count
-        last_mi = nmi + 1 == cand.mi_count
+        # (each alternative compared on its own, `cur_live` only picks the result)
+        last_nj = Mux(cur_live, nj + 1 == cur.nj_count, head.nj_count == 1)
+        last_mi = Mux(cur_live, mi + 1 == cur.mi_count, head.mi_count == 1)
         klen_new = Mux(cand.kc_eff < R, R, cand.kc_eff)
         m.d.sync += [c_job.eq(cand), c_ok.eq(cand_ok & ~start), c_from_cur.eq(cur_live), c_mi.eq(nmi),
                      c_nj.eq(nnj), c_last_nj.eq(last_nj), c_last.eq(last_nj & last_mi), c_klen.eq(klen_new),
@@ -845,11 +896,11 @@ class EngineCore(wiring.Component):
         with m.If(streaming):
             m.d.comb += [emit_valid.eq(step_ok), emit_k.eq(k), emit_mi.eq(open_mi), emit_nj.eq(open_nj),
                          emit_job.eq(cur)]
-            m.d.sync += [k.eq(k + 1), streaming.eq(k + 1 != klen), step_ok.eq(k + 1 < kvalid)]
+            m.d.sync += [k.eq(k1), k1.eq(k1 + 1), streaming.eq(k1 != klen), step_ok.eq(k1 < kvalid)]
         with m.Elif(can_start):
             m.d.comb += [boundary.eq(1), start.eq(1), emit_valid.eq(c_any), emit_k.eq(0),
                          emit_mi.eq(c_mi), emit_nj.eq(c_nj), emit_job.eq(c_job)]
-            m.d.sync += [real.eq(1), k.eq(1), klen.eq(c_klen), kvalid.eq(c_job.kc_eff), open_mi.eq(c_mi),
+            m.d.sync += [real.eq(1), k.eq(1), k1.eq(2), klen.eq(c_klen), kvalid.eq(c_job.kc_eff), open_mi.eq(c_mi),
                          open_nj.eq(c_nj), open_last.eq(c_last), gap_len.eq(0), gap_ok.eq(0),
                          streaming.eq(c_more), step_ok.eq(c_job.kc_eff > 1)]
             with m.If(~c_from_cur):
@@ -887,25 +938,24 @@ class EngineCore(wiring.Component):
                      e_first.eq(boundary), e_mi.eq(emit_mi), e_nj.eq(emit_nj), e_k.eq(emit_k),
                      e_tm.eq(emit_job.tm_eff), e_tn.eq(emit_job.tn_eff)]
         k_word_e = e_k >> (P.bit_length() - 1)
-        for i, port in enumerate(a_rd):
-            m.d.comb += port.addr.eq(_place(e_abuf, tm * KW, _place(e_mi, KW, k_word_e)))
-        for j, port in enumerate(b_rd):
-            m.d.comb += port.addr.eq(_place(e_bbuf, tn * KW, _place(e_nj, KW, k_word_e)))
-        # Block RAM outputs are registered in the fabric before any logic (ECP5 DP16KD: ~6 ns clock-to-out).
+        for i, bank in enumerate(a_rd):
+            m.d.comb += bank.r_addr[0].eq(_place(e_abuf, tm * KW, _place(e_mi, KW, k_word_e)))
+        for j, bank in enumerate(b_rd):
+            m.d.comb += bank.r_addr[0].eq(_place(e_bbuf, tn * KW, _place(e_nj, KW, k_word_e)))
+        # Scratchpad reads are registered (RegisteredMemory: on ECP5 the DP16KD's own output register), so
+        # the words arrive two cycles after their addresses with no logic in front of them.
         lane_d, lane_q = Signal(range(P)), Signal(range(P))
         valid_d, first_d, valid_q, first_q = Signal(), Signal(), Signal(), Signal()
         m.d.sync += [lane_d.eq(e_k[:P.bit_length() - 1] if P > 1 else 0), valid_d.eq(e_valid),
                      first_d.eq(e_first), lane_q.eq(lane_d), valid_q.eq(valid_d), first_q.eq(first_d)]
-        for i, port in enumerate(a_rd):
-            word_q = Signal(64, name=f"a_word{i}")
-            m.d.sync += word_q.eq(port.data)
+        for i, bank in enumerate(a_rd):
+            word_q = bank.r_data[0]
             lanes = data.ArrayLayout(unsigned(ew), P)(word_q)
             a_lane = Signal(signed(ew), name=f"a_lane{i}", reset_less=True)   # registered before the DSPs
             m.d.sync += a_lane.eq(Mux(valid_q, lanes[lane_q], 0))
             m.d.comb += array.a[i].eq(a_lane)
-        for j, port in enumerate(b_rd):
-            word_q = Signal(64, name=f"b_word{j}")
-            m.d.sync += word_q.eq(port.data)
+        for j, bank in enumerate(b_rd):
+            word_q = bank.r_data[0]
             lanes = data.ArrayLayout(unsigned(ew), P)(word_q)
             # No zero gating for B: an idle step's A is 0, and a cell always pairs A and B of the same step.
             b_lane = Signal(signed(ew), name=f"b_lane{j}", reset_less=True)
@@ -925,12 +975,22 @@ class EngineCore(wiring.Component):
         m.d.sync += [rows_v.eq(Mux(rem_rows > R, R, rem_rows)), cols_v.eq(Mux(rem_cols > C, C, rem_cols)),
                      step_v.eq(e_valid)]
         with m.If(step_v):
-            m.d.sync += [self.mac_add.eq(rows_v * cols_v), self.array_step.eq(1)]
+            # rows × columns from a table of products (a `*` here became a combinational MULT18X18D)
+            m.d.sync += self.array_step.eq(1)
+            with m.Switch(Cat(cols_v, rows_v)):
+                for r in range(R + 1):
+                    for c in range(C + 1):
+                        with m.Case(c | r << len(cols_v)):
+                            m.d.sync += self.mac_add.eq(r * c)
+                with m.Default():
+                    m.d.sync += self.mac_add.eq(0)
         with m.Else():
             m.d.sync += [self.mac_add.eq(0), self.array_step.eq(0)]
+        busy_r = Signal()                    # (a cycle late: the busy OR is wide, these are statistics)
+        m.d.sync += busy_r.eq(self.busy)
         m.d.sync += [
-            self.stall_operand.eq(self.busy & ~emit_valid & ~c_ok & ~streaming),
-            self.stall_drain.eq(self.busy & ~emit_valid & (c_ok | streaming)),
+            self.stall_operand.eq(busy_r & ~emit_valid & ~c_ok & ~streaming),
+            self.stall_drain.eq(busy_r & ~emit_valid & (c_ok | streaming)),
         ]
 
         # ---- drain: per column, difference from the previous shadow; keep sub-tiles, drop gaps ----
@@ -1007,8 +1067,8 @@ class EngineCore(wiring.Component):
         pop = Signal()
         # (wb_intervals.r_rdy: on a 1×1 array the interval's metadata and its only value arrive together.)
         m.d.comb += pop.eq((arrived != 0) & wb_intervals.r_rdy & wb_jobs.r_rdy & room)
-        m.d.comb += [m_wb.addr.eq(_table_addr(wjob.m_par, m_loc, Tm)),
-                     n_wb.addr.eq(_table_addr(wjob.t_par, n_loc, Tn))]
+        m.d.comb += [m_table.r_addr[1].eq(_table_addr(wjob.m_par, m_loc, Tm)),
+                     n_table.r_addr[1].eq(_table_addr(wjob.t_par, n_loc, Tn))]
         m_now = _place(ival.mi, R, r_i)
         n_now = _place(ival.nj, C, c_j)
         m.d.comb += [m_loc.eq(m_now), n_loc.eq(n_now)]
@@ -1037,9 +1097,9 @@ class EngineCore(wiring.Component):
         pend = Signal(pend_layout)
         s1_job, s2_job = Signal(job), Signal(job)
         s2_value = Signal(32)
-        m_q, n_q = Signal.like(m_wb.data), Signal.like(n_wb.data)
+        m_q, n_q = m_table.r_data[1], n_table.r_data[1]           # (registered reads)
         m.d.sync += [s1_job.eq(wjob), s2_job.eq(s1_job), s2_valid.eq(s1_valid), s2_keep.eq(s1_keep),
-                     s2_value.eq(s1_value), m_q.eq(m_wb.data), n_q.eq(n_wb.data)]
+                     s2_value.eq(s1_value)]
         addr_d = m_q.off2 + n_q.off2                     # (the bases are in role N's offsets)
         addr_c = Mux(s2_job.first_chunk, m_q.off1 + n_q.off1, addr_d)
         m.d.comb += [pend.addr_d.eq(addr_d), pend.addr_c.eq(addr_c), pend.value.eq(s2_value),
@@ -1076,7 +1136,9 @@ class EngineCore(wiring.Component):
         with m.If(job_end):
             m.d.sync += ending.eq(1)
         quiet = ~s1_valid & ~s2_valid & ~pending.r_rdy & ~inflight.r_rdy & ~writes.r_rdy
-        with m.If(ending & quiet & ~job_end):
+        # (`pop`, hence `job_end`, is never set while `ending`: no `~job_end` term is needed, and none is
+        # wanted — the completion strobe and the job FIFO's read then depend on registers only.)
+        with m.If(ending & quiet):
             m.d.sync += ending.eq(0)
             m.d.comb += wb_jobs.r_en.eq(1)
             with m.If(wjob.release_n):
@@ -1133,21 +1195,21 @@ class ContractionEngine(wiring.Component):
 
         # Descriptor memory: the host writes slots; the validator reads them.
         depth = self.queue * cf.DESC_SLOT_WORDS
-        m.submodules.desc_mem = desc_mem = memory.Memory(shape=32, depth=depth, init=[])
-        host_r, host_w, eng_r = desc_mem.read_port(), desc_mem.write_port(), desc_mem.read_port()
+        # Read port 0 is the validator's, port 1 the host's; both are registered (two cycles).
+        m.submodules.desc_mem = desc_mem = RegisteredMemory(shape=32, depth=depth, read_ports=2,
+                                                            ram=self.core.ram)
         bus = self.desc
-        m.d.comb += [host_r.addr.eq(bus.addr), host_w.addr.eq(bus.addr), host_w.data.eq(bus.w_data),
-                     host_w.en.eq(bus.w_en & ~bus.ack), eng_r.addr.eq(core.desc_addr),
-                     core.desc_data.eq(eng_r.data)]
-        # Writes are acknowledged a cycle later; reads two cycles later, the block RAM's output registered
-        # in between (its clock-to-out leaves no time for the bus's read mux in the same cycle).
+        m.d.comb += [desc_mem.r_addr[1].eq(bus.addr), desc_mem.w_addr.eq(bus.addr), desc_mem.w_data.eq(bus.w_data),
+                     desc_mem.w_en.eq(bus.w_en & ~bus.ack), desc_mem.r_addr[0].eq(core.desc_addr),
+                     core.desc_data.eq(desc_mem.r_data[0])]
+        # Writes are acknowledged a cycle later; reads two cycles later, with the registered read's data
+        # (the address is held until the acknowledgement).
         host_rd = Signal()
-        host_q = Signal(32)
         m.d.sync += [bus.ack.eq(bus.w_en & ~bus.ack), host_rd.eq(bus.r_en & ~bus.ack & ~host_rd)]
         with m.If(host_rd):
-            m.d.sync += [host_q.eq(host_r.data), bus.ack.eq(1)]
+            m.d.sync += bus.ack.eq(1)
         with m.If(bus.ack):
-            m.d.comb += bus.r_data.eq(host_q)
+            m.d.comb += bus.r_data.eq(desc_mem.r_data[1])
 
         # Queue: submitted counts accepted submissions, taken counts descriptors the validator consumed;
         # `count` (submitted − taken) and `full` are kept as registers beside them.

@@ -5,7 +5,8 @@ The bench owns an independent memory model of tensor memory behind the engine's 
 states (request `ready` drops, response latency 1–4 cycles); register and descriptor accesses go through a
 bus model. After each run the whole memory image must equal the model's image, so a stray write anywhere
 fails the test. Parameter sets (R, C) ∈ {(1,1), (2,3), (4,4), (8,8)}; the ECP5 multiplier path is checked
-against the portable one with a behavioural MULT18X18D model (sim/models/MULT18X18D.v).
+against the portable one with a behavioural MULT18X18D model (sim/models/MULT18X18D.v), and the ECP5
+block-RAM path (DP16KD with output registers, rtl/ecp5_ram.py) with sim/models/DP16KD.v.
 """
 
 import json
@@ -41,13 +42,15 @@ def _run(params, testcase=None, name="engine", seed=None, extra_sources=()):
                params=build, testcase=testcase, seed=seed)
 
 
-def _run_with_sources(params, testcase, name, extra_sources):
-    """run_cocotb with extra Verilog sources (the MULT18X18D model): same caching, own build directory."""
+def _run_with_sources(params, testcase, name, extra_sources, make=None):
+    """run_cocotb with extra Verilog sources (the MULT18X18D model): same caching, own build directory.
+    `make(params)` builds the design (default: the engine)."""
     import sys
     from filelock import FileLock
     from cocotb_tools.runner import get_runner, get_results
     from tensornic.rtl.contraction_engine import ContractionEngine
     from tensornic.sim import verilator as vl
+    make = make or (lambda p: ContractionEngine(**p))
 
     vl.ensure_verilator_on_path()
     build_dir = vl.build_dir_for("cocotb", name, params)
@@ -57,7 +60,7 @@ def _run_with_sources(params, testcase, name, extra_sources):
     runner = get_runner("verilator")
     with FileLock(str(build_dir / ".lock")):
         source = build_dir / f"{name}.v"
-        vl.write_if_changed(source, vl.to_verilog(ContractionEngine(**params), name))
+        vl.write_if_changed(source, vl.to_verilog(make(params), name))
         sources = [source, *map(Path, extra_sources)]
         vl.cached_build(build_dir, [source.read_text(), *(p.read_text() for p in sources[1:]), build_args,
                                     vl.verilator_version(), sys.version],
@@ -86,6 +89,65 @@ def test_engine_ecp5_multiplier_path():
     model = Path(__file__).parent / "models" / "MULT18X18D.v"
     _run(engine_params((2, 3), mult="ecp5"), name="engine_ecp5",
          extra_sources=[model])
+
+
+@pytest.mark.parametrize("shape", [(2, 3), (8, 8)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_engine_ecp5_ram_path(shape):
+    """Scratchpads, offset tables and descriptor memory as DP16KD instances with their output registers
+    (behavioural model) give the same results as the portable path; with the MULT18X18D path as well, the
+    engine is exactly what an ECP5 board gets."""
+    models = [Path(__file__).parent / "models" / name for name in ("DP16KD.v", "MULT18X18D.v")]
+    _run(engine_params(shape, mult="ecp5", ram="ecp5"), name="engine_ecp5_ram", extra_sources=models)
+
+
+def _memory_pair(p):
+    """Both implementations of one RegisteredMemory side by side, on the same inputs (plain vectors)."""
+    from amaranth import Module, Cat
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import In, Out
+    from tensornic.rtl.ecp5_ram import RegisteredMemory
+
+    width, depth, granularity, ports = p["width"], p["depth"], p["granularity"], p["read_ports"]
+    mems = {ram: RegisteredMemory(shape=width, depth=depth, granularity=granularity, read_ports=ports, ram=ram)
+            for ram in ("portable", "ecp5")}
+    abits, lanes = len(mems["ecp5"].w_addr), mems["ecp5"].lanes
+
+    class MemoryPair(wiring.Component):
+        w_addr: In(abits)
+        w_data: In(width)
+        w_en: In(lanes)
+        r_addr: In(abits * ports)
+        q_portable: Out(width * ports)
+        q_ecp5: Out(width * ports)
+
+        def elaborate(self, platform):
+            m = Module()
+            for ram, mem in mems.items():
+                m.submodules[ram] = mem
+                m.d.comb += [mem.w_addr.eq(self.w_addr), mem.w_data.eq(self.w_data), mem.w_en.eq(self.w_en)]
+                m.d.comb += [mem.r_addr[i].eq(self.r_addr[i * abits:(i + 1) * abits]) for i in range(ports)]
+                m.d.comb += getattr(self, f"q_{ram}").eq(Cat(*(mem.r_data[i] for i in range(ports))))
+            return m
+
+    return MemoryPair()
+
+
+# (width, depth, granularity, read ports): every DP16KD geometry of rtl/ecp5_ram.py (512 × 36 with byte
+# enables and dense, 1024 × 18, 2048 × 9), several blocks per port and several ports.
+MEMORY_CASES = [(64, 512, 8, 1), (81, 128, None, 2), (32, 1000, 8, 1), (16, 700, 16, 2), (20, 2048, None, 1)]
+
+
+@pytest.mark.parametrize("case", MEMORY_CASES, ids=lambda c: "x".join(map(str, c)).replace("None", "w"))
+def test_registered_memory_ecp5_path(case):
+    """RegisteredMemory's DP16KD path (behavioural model with REGMODE "OUTREG") and its portable path return
+    the same words as a reference memory, cycle for cycle, under random writes, lane enables and reads
+    (including reads of the word being written)."""
+    from tensornic.rtl.ecp5_ram import dp16kd_geometry
+    width, depth, granularity, ports = case
+    assert dp16kd_geometry(width, depth, granularity) is not None      # the ECP5 path is really used
+    params = dict(dut="registered_memory", width=width, depth=depth, granularity=granularity, read_ports=ports)
+    model = Path(__file__).parent / "models" / "DP16KD.v"
+    _run_with_sources(params, "registered_memory_matches_reference", "ram_pair", [model], make=_memory_pair)
 
 
 # --- cocotb side -----------------------------------------------------------------------------------------
@@ -295,6 +357,47 @@ def random_case(rng, p, max_elems=900):
 
 
 if cocotb is not None:
+
+    _IS_MEMORY_PAIR = _params().get("dut") == "registered_memory"
+
+    @cocotb.test(skip=not _IS_MEMORY_PAIR)
+    async def registered_memory_matches_reference(dut):
+        from cocotb.triggers import ReadOnly
+        p = _params()
+        width, depth, ports = p["width"], p["depth"], p["read_ports"]
+        lane_bits = p["granularity"] or width
+        lanes = width // lane_bits
+        abits = len(dut.w_addr)
+        rng = random.Random(cocotb.RANDOM_SEED)
+        cocotb.start_soon(Clock(dut.clk, 10, "ns").start())
+        dut.rst.value = 1
+        for name in ("w_addr", "w_data", "w_en", "r_addr"):
+            getattr(dut, name).value = 0
+        await ClockCycles(dut.clk, 2)
+        dut.rst.value = 0
+        mem = [0] * depth                     # both implementations start at zero (INITVAL, init=[])
+        expected = []                         # per cycle: the words read, due two cycles later
+        hot = [rng.randrange(depth) for _ in range(4)]       # a few addresses written and read often
+        for cycle in range(4000):
+            await RisingEdge(dut.clk)
+            w_addr = rng.choice(hot) if rng.random() < 0.3 else rng.randrange(depth)
+            w_en = rng.getrandbits(lanes) if rng.random() < 0.6 else 0
+            w_data = rng.getrandbits(width)
+            r_addrs = [w_addr if rng.random() < 0.15 else rng.choice(hot) if rng.random() < 0.3
+                       else rng.randrange(depth) for _ in range(ports)]
+            dut.w_addr.value, dut.w_en.value, dut.w_data.value = w_addr, w_en, w_data
+            dut.r_addr.value = sum(a << (i * abits) for i, a in enumerate(r_addrs))
+            expected.append([mem[a] for a in r_addrs])       # old contents on a same-cycle write
+            for lane in range(lanes):
+                if w_en >> lane & 1:
+                    mask = ((1 << lane_bits) - 1) << (lane * lane_bits)
+                    mem[w_addr] = (mem[w_addr] & ~mask) | (w_data & mask)
+            await ReadOnly()
+            if cycle >= 2:
+                want = sum(v << (i * width) for i, v in enumerate(expected[cycle - 2]))
+                for ram in ("portable", "ecp5"):
+                    got = int(getattr(dut, f"q_{ram}").value)
+                    assert got == want, f"cycle {cycle}: {ram} read {got:#x}, expected {want:#x}"
 
     async def start(dut, **kw):
         tb = TB(dut, **kw)

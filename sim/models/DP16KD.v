@@ -15,7 +15,10 @@
 // A port acts on a rising clock edge when CE is high and CS[2:0] equals CSDECODE; WE selects a write, whose
 // output is the data overwritten (WRITEMODE "READBEFOREWRITE"). RST clears the port's output latch (at the
 // clock edge, or at once with RESETMODE "ASYNC"). INITVAL_xx holds words 16·xx … 16·xx+15, one per 20-bit
-// field (its low 18 bits). Any other setting (widths 2 and 4, the output register REGMODE "OUTREG", write
+// field (its low 18 bits). REGMODE "OUTREG" adds the output register after a port's latch (one more cycle
+// of read latency): it loads on the port's clock when OCE is high and RST clears it like the latch; in the
+// pseudo-dual-port mode both halves of the output follow port B (CLKB, OCEB, RSTB) and REGMODE_A must equal
+// REGMODE_B (tensornic's rtl/ecp5_ram.py instantiates it so). Any other setting (widths 2 and 4, write
 // modes NORMAL and WRITETHROUGH, inverted pin muxes) stops the simulation, so the model never silently
 // stands in for a configuration it does not model.
 `default_nettype none
@@ -138,6 +141,10 @@ module DP16KD(
         mode_ok = PDP || mode == "READBEFOREWRITE";
     endfunction
 
+    function automatic bit regmode_ok(input [8*6-1:0] mode);
+        regmode_ok = mode == "NOREG" || mode == "OUTREG";
+    endfunction
+
     // "0bxyz" → 3'bxyz: the low bits of the ASCII digits.
     function automatic [2:0] csdecode(input [8*5-1:0] text);
         csdecode = {text[16], text[8], text[0]};
@@ -145,7 +152,7 @@ module DP16KD(
 
     initial begin
         if (!PDP && (!width_ok(DATA_WIDTH_A) || !width_ok(DATA_WIDTH_B)) || !mode_ok(WRITEMODE_A) || !mode_ok(WRITEMODE_B) ||
-            REGMODE_A != "NOREG" || REGMODE_B != "NOREG" ||
+            !regmode_ok(REGMODE_A) || !regmode_ok(REGMODE_B) || (PDP && REGMODE_A != REGMODE_B) ||
             (RESETMODE != "SYNC" && RESETMODE != "ASYNC") ||
             CLKAMUX != "CLKA" || CLKBMUX != "CLKB" || CEAMUX != "CEA" || CEBMUX != "CEB" ||
             WEAMUX != "WEA" || WEBMUX != "WEB" || RSTAMUX != "RSTA" || RSTBMUX != "RSTB" ||
@@ -302,8 +309,28 @@ module DP16KD(
         else if (PDP && sel_b) pdp_latch <= {mem[{pdp_rword, 1'b1}], mem[{pdp_rword, 1'b0}]};
     end
 
-    assign {DOA17, DOA16, DOA15, DOA14, DOA13, DOA12, DOA11, DOA10, DOA9, DOA8, DOA7, DOA6, DOA5, DOA4, DOA3, DOA2, DOA1, DOA0} = PDP ? pdp_latch[17:0] : latch_a;
-    assign {DOB17, DOB16, DOB15, DOB14, DOB13, DOB12, DOB11, DOB10, DOB9, DOB8, DOB7, DOB6, DOB5, DOB4, DOB3, DOB2, DOB1, DOB0} = PDP ? pdp_latch[35:18] : latch_b;
+    // ---- output registers (REGMODE "OUTREG") ----
+    reg [17:0] outreg_a = 18'd0, outreg_b = 18'd0;
+    reg [35:0] pdp_outreg = 36'd0;
+    always @(posedge CLKA or posedge arst_a) begin
+        if (RSTA) outreg_a <= 18'd0;
+        else if (OCEA) outreg_a <= latch_a;
+    end
+    always @(posedge CLKB or posedge arst_b) begin
+        if (RSTB) begin
+            outreg_b <= 18'd0;
+            pdp_outreg <= 36'd0;
+        end else if (OCEB) begin
+            outreg_b <= latch_b;
+            pdp_outreg <= pdp_latch;
+        end
+    end
+    wire [17:0] out_a = REGMODE_A == "OUTREG" ? outreg_a : latch_a;
+    wire [17:0] out_b = REGMODE_B == "OUTREG" ? outreg_b : latch_b;
+    wire [35:0] out_pdp = REGMODE_B == "OUTREG" ? pdp_outreg : pdp_latch;
+
+    assign {DOA17, DOA16, DOA15, DOA14, DOA13, DOA12, DOA11, DOA10, DOA9, DOA8, DOA7, DOA6, DOA5, DOA4, DOA3, DOA2, DOA1, DOA0} = PDP ? out_pdp[17:0] : out_a;
+    assign {DOB17, DOB16, DOB15, DOB14, DOB13, DOB12, DOB11, DOB10, DOB9, DOB8, DOB7, DOB6, DOB5, DOB4, DOB3, DOB2, DOB1, DOB0} = PDP ? out_pdp[35:18] : out_b;
 
 endmodule
 /* verilator lint_on MULTIDRIVEN */
