@@ -91,7 +91,9 @@ def test_engine_ecp5_multiplier_path():
          extra_sources=[model])
 
 
-@pytest.mark.parametrize("shape", [(2, 3), (8, 8)], ids=lambda s: f"{s[0]}x{s[1]}")
+# 8×8 is a long Verilator build: slow (CI keeps 2×3, the same logic).
+@pytest.mark.parametrize("shape", [(2, 3), pytest.param((8, 8), marks=pytest.mark.slow)],
+                         ids=lambda s: f"{s[0]}x{s[1]}")
 def test_engine_ecp5_ram_path(shape):
     """Scratchpads, offset tables and descriptor memory as DP16KD instances with their output registers
     (behavioural model) give the same results as the portable path; with the MULT18X18D path as well, the
