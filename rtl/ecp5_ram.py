@@ -24,20 +24,18 @@ from amaranth import Module, Signal, Const, Cat, ClockSignal, Instance, Shape, V
 from amaranth.lib import wiring, data, memory
 from amaranth.lib.wiring import In, Out
 
+from .systolic import MULT_MODES, use_ecp5_primitive
+
 __all__ = ["RegisteredMemory", "use_ecp5_ram", "RAM_MODES", "dp16kd_geometry"]
 
-RAM_MODES = ("auto", "portable", "ecp5")
+RAM_MODES = MULT_MODES          # the array's multiplier choice, for the same reason
 
 _BLOCK_BITS = 16384          # DP16KD data bits (without parity)
 _SUB_LANE = 9                # one byte and its parity bit
 
 
 def use_ecp5_ram(ram, platform):
-    if ram not in RAM_MODES:
-        raise ValueError(f"ram must be one of {RAM_MODES}, not {ram!r}")
-    if ram == "auto":
-        return getattr(platform, "family", None) == "ecp5"
-    return ram == "ecp5"
+    return use_ecp5_primitive(ram, platform, "ram")
 
 
 def dp16kd_geometry(width, depth, granularity):

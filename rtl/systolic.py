@@ -37,12 +37,18 @@ def check_cell_parameters(width, acc_width, mult):
     use_ecp5_dsp(mult, None)
 
 
-def use_ecp5_dsp(mult, platform):
-    if mult not in MULT_MODES:
-        raise ValueError(f"mult must be one of {MULT_MODES}, not {mult!r}")
-    if mult == "auto":
+def use_ecp5_primitive(mode, platform, name="mult"):
+    """Whether an "auto" | "portable" | "ecp5" choice (`name` in messages) means the ECP5 primitive on
+    `platform`: "auto" follows the platform's family."""
+    if mode not in MULT_MODES:
+        raise ValueError(f"{name} must be one of {MULT_MODES}, not {mode!r}")
+    if mode == "auto":
         return getattr(platform, "family", None) == "ecp5"
-    return mult == "ecp5"
+    return mode == "ecp5"
+
+
+def use_ecp5_dsp(mult, platform):
+    return use_ecp5_primitive(mult, platform, "mult")
 
 
 class MacCell(wiring.Component):
